@@ -1,0 +1,1 @@
+"""Data sets: registered builders, torch Datasets, synthetic generators and download scripts."""

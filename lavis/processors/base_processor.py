@@ -1,0 +1,41 @@
+"""Processors turn one raw item (a PIL image, a caption string, a video path) into model input."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class BaseProcessor:
+    """Base of every registered processor: ``__call__(item)`` and ``from_config(cfg)``.
+
+    ``from_config`` passes each key of the config (except ``name``) to ``__init__``; defaults live
+    in the ``__init__`` signature only.
+    """
+
+    def __call__(self, item: Any) -> Any:
+        return item
+
+    @classmethod
+    def init_arg_names(cls) -> set[str]:
+        params = inspect.signature(cls.__init__).parameters
+        return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | DictConfig | None = None) -> "BaseProcessor":
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        return cls(**{k: v for k, v in dict(cfg).items() if k != "name"})
+
+
+def build_processor(cfg: Mapping[str, Any] | DictConfig | None) -> BaseProcessor:
+    """The processor named by ``cfg.name``, built from the rest of ``cfg``; ``None`` gives identity."""
+    from lavis.common.registry import registry
+
+    if cfg is None:
+        return BaseProcessor()
+    return registry.get_processor_class(cfg["name"]).from_config(cfg)

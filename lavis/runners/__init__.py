@@ -1,0 +1,1 @@
+"""Registered runners (epoch-based and iteration-based)."""
