@@ -25,5 +25,5 @@ setup(
     package_data={"lavis": ["configs/**/*.yaml", "assets/**/*"]},
     install_requires=read_requirements("requirements.txt"),
     extras_require={"dev": read_requirements("requirements-dev.txt")},
-    entry_points={"console_scripts": ["lavis-train=lavis.cli:train_main", "lavis-evaluate=lavis.cli:evaluate_main"]},
+    entry_points={"console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate"]},
 )

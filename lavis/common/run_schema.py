@@ -1,0 +1,73 @@
+"""The typed schema of the ``run`` section of an experiment config.
+
+Every key a runner reads is a field here, with its default. Tasks add their own keys through
+``BaseTask.run_schema`` (a dataclass); :func:`lavis.common.config.validate` checks the union.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+# Keys whose value must be one of a closed set (registry names are checked separately).
+RUN_CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cpu", "cuda"),
+    "amp": ("none", "auto", "bf16", "fp16"),
+    "dist_backend": ("auto", "gloo", "nccl"),
+}
+
+# Keys that name an entry of a registry kind (attribute of ``lavis.common.registry.registry``).
+RUN_REGISTRY_KEYS: dict[str, str] = {
+    "task": "tasks",
+    "runner": "runners",
+    "lr_sched": "lr_schedulers",
+}
+
+
+@dataclass
+class RunConfig:
+    """Keys of the ``run`` section common to every task and runner."""
+
+    task: str = "???"  # required: a registered task name
+    runner: str = "runner_epoch"  # registered runner: runner_epoch or runner_iter
+
+    # where and how
+    output_dir: str = "output/run"  # checkpoints, metrics.jsonl, config.yaml, TensorBoard events
+    seed: int = 42
+    device: str = "auto"  # auto: cuda when available, else cpu
+    amp: str = "none"  # none | auto (bf16 where supported) | bf16 | fp16 (GPU only)
+    dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+
+    # data
+    batch_size_train: int = 32  # per process
+    batch_size_eval: int = 64  # per process
+    num_workers: int = 0
+    train_splits: List[str] = field(default_factory=lambda: ["train"])
+    valid_splits: List[str] = field(default_factory=list)
+    test_splits: List[str] = field(default_factory=list)
+
+    # optimization
+    max_epoch: int = 1  # epoch runner: number of epochs
+    max_iters: Optional[int] = None  # iteration runner: total optimizer-step iterations
+    iters_per_inner_epoch: Optional[int] = None  # iteration runner: iterations between evaluations
+    init_lr: float = 1e-4
+    min_lr: float = 0.0
+    warmup_lr: float = 0.0
+    warmup_steps: int = 0
+    lr_sched: str = "linear_warmup_cosine_lr"
+    lr_decay_rate: float = 0.9  # step scheduler: factor per epoch
+    weight_decay: float = 0.05
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    accum_grad_iters: int = 1
+    max_grad_norm: Optional[float] = None  # clip the global gradient norm; None: no clipping
+
+    # evaluation, checkpoints, logging
+    evaluate: bool = False  # skip training; evaluate test_splits (evaluate.py sets this)
+    eval_checkpoint: Optional[str] = None  # weights to evaluate: a checkpoint path, "best" or None (current)
+    save_every_iters: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
+    resume_ckpt_path: Optional[str] = None  # exact resume from this checkpoint
+    log_freq: int = 10  # log every N optimizer steps
+    tensorboard: bool = True
+    progress_bar: bool = True
+    check_replicas_every: int = 0  # DDP debugging: every N steps verify all ranks hold identical weights
