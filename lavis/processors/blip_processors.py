@@ -1,0 +1,145 @@
+"""BLIP-style image and text processors.
+
+Image processors take a PIL image or a path to an image file and return a normalized float
+tensor of shape ``[3, image_size, image_size]``. Text processors take one string and return the
+cleaned string. Randomness (crops, flips) comes from torch's global RNG, which the runner seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
+
+from lavis.common.registry import registry
+from lavis.processors.base_processor import BaseProcessor
+
+#: BLIP's (CLIP's) normalization of RGB values in [0, 1].
+BLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+BLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+_PUNCTUATION = re.compile(r"[.!\"()*#:;~]")
+
+
+def load_rgb(item: Image.Image | str | os.PathLike) -> Image.Image:
+    """``item`` as an RGB PIL image; ``item`` is a PIL image or the path of an image file."""
+    if isinstance(item, Image.Image):
+        return item if item.mode == "RGB" else item.convert("RGB")
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            with Image.open(item) as img:
+                return img.convert("RGB")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file {os.fspath(item)!r} does not exist") from None
+    raise TypeError(f"an image processor takes a PIL image or an image path, got {type(item).__name__}")
+
+
+def clean_text(text: str, max_words: int) -> str:
+    """Lower-case ``text``, turn ``.!"()*#:;~`` into spaces, collapse whitespace, keep the first
+    ``max_words`` words."""
+    if not isinstance(text, str):
+        raise TypeError(f"a text processor takes a string, got {type(text).__name__}")
+    words = _PUNCTUATION.sub(" ", text.lower()).split()
+    return " ".join(words[:max_words])
+
+
+def _check_norm(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean and std need three values each (RGB) and std > 0; got mean={mean}, std={std}")
+    return mean, std
+
+
+class BlipImageBaseProcessor(BaseProcessor):
+    """Shared part of the BLIP image processors: RGB loading and normalization."""
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]):
+        if int(image_size) <= 0:
+            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+        self.image_size = int(image_size)
+        self.mean, self.std = _check_norm(mean, std)
+        self.normalize = transforms.Normalize(self.mean, self.std)
+        self.transform: transforms.Compose
+
+    def __call__(self, item: Image.Image | str | os.PathLike) -> torch.Tensor:
+        """The normalized image, shape ``[3, image_size, image_size]``."""
+        return self.transform(load_rgb(item))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform})"
+
+
+@registry.register_processor("blip_image_train")
+class BlipImageTrainProcessor(BlipImageBaseProcessor):
+    """Training images: random resized crop (bicubic, area fraction in ``[min_scale, max_scale]``),
+    optional horizontal flip, then ``ToTensor`` and ``Normalize(mean, std)``.
+
+    Turn ``horizontal_flip`` off when captions speak of left and right.
+    """
+
+    def __init__(self, image_size: int = 384, mean: Sequence[float] = BLIP_MEAN, std: Sequence[float] = BLIP_STD,
+                 min_scale: float = 0.5, max_scale: float = 1.0, horizontal_flip: bool = True):
+        super().__init__(image_size, mean, std)
+        if not 0 < min_scale <= max_scale <= 1:
+            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
+        self.min_scale, self.max_scale, self.horizontal_flip = float(min_scale), float(max_scale), bool(horizontal_flip)
+        steps: list = [
+            transforms.RandomResizedCrop(
+                self.image_size, scale=(self.min_scale, self.max_scale), interpolation=InterpolationMode.BICUBIC
+            )
+        ]
+        if self.horizontal_flip:
+            steps.append(transforms.RandomHorizontalFlip())
+        steps += [transforms.ToTensor(), self.normalize]
+        self.transform = transforms.Compose(steps)
+
+
+@registry.register_processor("blip_image_eval")
+class BlipImageEvalProcessor(BlipImageBaseProcessor):
+    """Evaluation images: resize to ``(image_size, image_size)`` (bicubic), ``ToTensor``, ``Normalize``."""
+
+    def __init__(self, image_size: int = 384, mean: Sequence[float] = BLIP_MEAN, std: Sequence[float] = BLIP_STD):
+        super().__init__(image_size, mean, std)
+        self.transform = transforms.Compose([
+            transforms.Resize((self.image_size, self.image_size), interpolation=InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            self.normalize,
+        ])
+
+
+@registry.register_processor("blip_caption")
+class BlipCaptionProcessor(BaseProcessor):
+    """Captions: :func:`clean_text` with ``max_words``, then ``prompt`` prepended as is
+    (``prompt="a picture of "`` gives ``"a picture of a red circle"``)."""
+
+    def __init__(self, prompt: str = "", max_words: int = 50):
+        if int(max_words) <= 0:
+            raise ValueError(f"max_words must be positive, got {max_words}")
+        self.prompt, self.max_words = str(prompt), int(max_words)
+
+    def __call__(self, caption: str) -> str:
+        return self.prompt + clean_text(caption, self.max_words)
+
+    def __repr__(self) -> str:
+        return f"BlipCaptionProcessor(prompt={self.prompt!r}, max_words={self.max_words})"
+
+
+@registry.register_processor("blip_question")
+class BlipQuestionProcessor(BaseProcessor):
+    """Questions: :func:`clean_text` with ``max_words`` (``"?"`` is kept)."""
+
+    def __init__(self, max_words: int = 50):
+        if int(max_words) <= 0:
+            raise ValueError(f"max_words must be positive, got {max_words}")
+        self.max_words = int(max_words)
+
+    def __call__(self, question: str) -> str:
+        return clean_text(question, self.max_words)
+
+    def __repr__(self) -> str:
+        return f"BlipQuestionProcessor(max_words={self.max_words})"
