@@ -38,6 +38,8 @@ def _type_name(tp: Any) -> str:
     if origin in (list, typing.List):
         (inner,) = typing.get_args(tp) or (Any,)
         return f"list of {_type_name(inner)}"
+    if origin in (dict, typing.Dict) or tp is dict:
+        return "mapping"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -53,6 +55,9 @@ def _matches(value: Any, tp: Any) -> bool:
     if origin in (list, typing.List):
         (inner,) = typing.get_args(tp) or (Any,)
         return isinstance(value, (list, tuple)) and all(_matches(v, inner) for v in value)
+    if origin in (dict, typing.Dict):
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        return isinstance(value, dict) and all(_matches(k, key_tp) and _matches(v, value_tp) for k, v in value.items())
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
@@ -126,6 +131,9 @@ def _validate_run(run: Any, problems: list[str]) -> None:
         value = run.get(key)
         if _matches(value, int) and value < 1:
             problems.append(f"run.{key}: must be at least 1, got {value}")
+    if isinstance(task, str) and task in registry.tasks:
+        typed = {k: v for k, v in run.items() if k in fields and _matches(v, fields[k].type)}
+        problems.extend(registry.get_task_class(task).validate_run(typed))
 
 
 def _validate_processor(problems: list[str], dotted: str, cfg: Any) -> None:

@@ -34,6 +34,12 @@ class BaseTask:
         self.run_cfg = run_cfg
 
     @classmethod
+    def validate_run(cls, run: dict[str, Any]) -> list[str]:
+        """Problems with the values of this task's run keys, as ``run.key: what`` (types are
+        already checked against ``run_schema``); called by config validation. None by default."""
+        return []
+
+    @classmethod
     def setup_task(cls, cfg: "Config") -> "BaseTask":
         return cls(cfg.run)
 
