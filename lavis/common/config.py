@@ -114,10 +114,16 @@ def _validate_run(run: Any, problems: list[str]) -> None:
     if task is None or task == "???":
         problems.append(f"run.task: missing; set it to one of: {', '.join(registry.list_tasks())}")
         task = None
-    fields = _schema_fields([run_schema_for(task if isinstance(task, str) else None)])
+    task_known = isinstance(task, str) and task in registry.tasks
+    fields = _schema_fields([run_schema_for(task if task_known else None)])
+    # with an unknown task, keys some task declares cannot be judged: only the task name is reported
+    other_task_keys = set() if task_known else {
+        k for t in registry.list_tasks() for k in _schema_fields([run_schema_for(t)])
+    }
     for key, value in run.items():
         if key not in fields:
-            problems.append(_unknown_key("run", key, fields))
+            if key not in other_task_keys:
+                problems.append(_unknown_key("run", key, fields))
             continue
         tp = fields[key].type
         if key in RUN_REGISTRY_KEYS:
@@ -131,7 +137,7 @@ def _validate_run(run: Any, problems: list[str]) -> None:
         value = run.get(key)
         if _matches(value, int) and value < 1:
             problems.append(f"run.{key}: must be at least 1, got {value}")
-    if isinstance(task, str) and task in registry.tasks:
+    if task_known:
         typed = {k: v for k, v in run.items() if k in fields and _matches(v, fields[k].type)}
         problems.extend(registry.get_task_class(task).validate_run(typed))
 

@@ -29,6 +29,23 @@ RESERVED_MODEL_KEYS = frozenset(
 )
 
 
+def resolve_weights(url_or_path: str, owner: str) -> str:
+    """A local path for a checkpoint: paths pass through, a URL must already be in the download cache."""
+    if not url_or_path.startswith(("http://", "https://")):
+        return url_or_path
+    from lavis.models import cached_checkpoint
+
+    local = cached_checkpoint(url_or_path)
+    if local is None:
+        raise CheckpointError(
+            f"{owner}: the weights {url_or_path} are not in the local cache, and downloads of published "
+            "weights land with the model-zoo work. Pass a local file instead (load_model(..., "
+            "checkpoint=PATH) or model.load_checkpoint(PATH)), or build with load_finetuned=False and "
+            "load_pretrained=False for random weights."
+        )
+    return str(local)
+
+
 @dataclass
 class ModelOutput:
     """What ``forward`` returns: ``loss`` (a scalar) plus named extra tensors for logging."""
@@ -51,7 +68,7 @@ class BaseModel(nn.Module):
     def default_config_path(cls, model_type: str) -> str:
         """Absolute path of the shipped YAML for ``model_type``."""
         if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
-            raise UnknownNameError(f"model_type of {cls.__name__}", model_type, cls.model_types())
+            raise UnknownNameError(f"{cls.__name__} model_type", model_type, cls.model_types())
         return str(package_path(cls.PRETRAINED_MODEL_CONFIG_DICT[model_type]))
 
     @classmethod
@@ -71,6 +88,10 @@ class BaseModel(nn.Module):
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         cfg = dict(cfg)
+        for flag, key in (("load_finetuned", "finetuned"), ("load_pretrained", "pretrained")):
+            if cfg.get(flag) and cfg.get(key):  # unreachable weights fail before the network is built
+                resolve_weights(str(cfg[key]), cls.__name__)
+                break
         names = cls.init_arg_names()
         model = cls(**{k: v for k, v in cfg.items() if k in names})
         model.load_checkpoint_from_config(cfg)
@@ -96,7 +117,8 @@ class BaseModel(nn.Module):
         return state_dict
 
     def load_checkpoint(self, url_or_filename: str | os.PathLike, strict: bool = True) -> None:
-        """Load weights from a local file (``.safetensors`` or a ``.pth``/``.bin`` state dict).
+        """Load weights from a local file (``.safetensors`` or a ``.pth``/``.bin`` state dict), or
+        from a URL whose file is already in the download cache.
 
         Pickles are read with ``weights_only=True``; a state dict stored under ``"model"`` is
         unwrapped. With ``strict`` (the default) missing or unexpected keys raise
@@ -104,7 +126,8 @@ class BaseModel(nn.Module):
         """
         from lavis.common.checkpoint import load_state_dict_file
 
-        state_dict = self.convert_state_dict(load_state_dict_file(url_or_filename))
+        path = resolve_weights(str(url_or_filename), type(self).__name__)
+        state_dict = self.convert_state_dict(load_state_dict_file(path))
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if strict and (missing or unexpected):
             raise CheckpointError(

@@ -1,0 +1,1 @@
+"""BLIP family: the captioner (``blip_caption.py``) and its tokenizer (``tokenizer.py``)."""

@@ -41,7 +41,8 @@ def test_precedence_model_defaults_dataset_defaults_file_options(tmp_path):
     d = demo_dict()
     cfg = Config.from_file(write(tmp_path, d))
     # shipped model-type defaults fill keys the file does not set
-    assert cfg.model.prompt == shipped_model.prompt
+    assert cfg.model.tokenizer == shipped_model.tokenizer
+    assert cfg.model.vision_config == shipped_model.vision_config
     # shipped dataset defaults fill build_info
     assert cfg.datasets.shapes_caption.build_info == shipped_data.build_info
     # the experiment file beats the shipped defaults

@@ -1,0 +1,270 @@
+"""BLIP image captioning (``blip_caption``), on transformers' ``BlipForConditionalGeneration``.
+
+The network is transformers' BLIP (a ViT image encoder and a BERT decoder with cross-attention);
+this class adds what LAVIS adds around it: the tokenizer with ``[DEC]``, the caption loss
+(prompt and padding masked, label-smoothed cross entropy) and prompted generation.
+
+Model types: ``tiny`` (random init, a few layers, in-repo vocabulary; for tests and the demo),
+``base_coco`` (ViT-B/16 at 384 px, BERT-base decoder) and ``large_coco`` (ViT-L/16 at 384 px).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from lavis.common.errors import CheckpointError, ConfigError
+from lavis.common.registry import registry
+from lavis.models.base_model import BaseModel, ModelOutput
+from lavis.models.blip.tokenizer import load_blip_tokenizer
+
+# State-dict keys of tied tensors: (alias, source). Checkpoints may hold only the source.
+_TIED_KEYS = (
+    ("blip.text_decoder.cls.predictions.decoder.weight", "blip.text_decoder.bert.embeddings.word_embeddings.weight"),
+    ("blip.text_decoder.cls.predictions.decoder.bias", "blip.text_decoder.cls.predictions.bias"),
+)
+_HF_PREFIXES = ("vision_model.", "text_decoder.")
+
+
+def _check_fields(kind: str, given: Mapping[str, Any], config_cls: type) -> None:
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    bad = sorted(set(given) - valid)
+    if bad:
+        raise ConfigError(
+            [f"model.{kind}.{k}: not a field of transformers.{config_cls.__name__}" for k in bad]
+            + [f"valid model.{kind} keys: {', '.join(sorted(valid))}"]
+        )
+
+
+@registry.register_model("blip_caption")
+class BlipCaption(BaseModel):
+    """BLIP captioner: image -> caption, trained with the LAVIS caption loss.
+
+    Args:
+        vision_config: keys of ``transformers.BlipVisionConfig`` (``image_size``, ``patch_size``,
+            ``hidden_size``, ``num_hidden_layers``, ...); unset keys take transformers' defaults.
+        text_config: keys of ``transformers.BlipTextConfig``. ``vocab_size`` defaults to the
+            tokenizer's length; the bos/pad/sep/eos ids always come from the tokenizer.
+        tokenizer: a folder with ``vocab.txt`` (relative to the ``lavis`` package, e.g.
+            ``assets/tokenizers/tiny``, or absolute) or a Hub repo id (``bert-base-uncased``).
+        prompt: the text every caption starts with; its tokens are not scored by the loss and
+            ``generate`` starts from it. Training captions must already contain it (the
+            ``blip_caption`` text processor prepends it); ``forward`` does not add it.
+        max_txt_len: captions are truncated to this many tokens (``[CLS]`` and ``[SEP]`` included).
+        label_smoothing: of the caption cross entropy.
+    """
+
+    PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {
+        "tiny": "configs/models/blip_caption/tiny.yaml",
+        "base_coco": "configs/models/blip_caption/base_coco.yaml",
+        "large_coco": "configs/models/blip_caption/large_coco.yaml",
+    }
+
+    def __init__(
+        self,
+        vision_config: Mapping[str, Any],
+        text_config: Mapping[str, Any],
+        tokenizer: str = "bert-base-uncased",
+        prompt: str = "a picture of ",
+        max_txt_len: int = 40,
+        label_smoothing: float = 0.1,
+    ):
+        super().__init__()
+        from transformers import BlipConfig, BlipForConditionalGeneration, BlipTextConfig, BlipVisionConfig
+
+        vision_config, text_config = dict(vision_config), dict(text_config)
+        _check_fields("vision_config", vision_config, BlipVisionConfig)
+        _check_fields("text_config", text_config, BlipTextConfig)
+
+        self.tokenizer = load_blip_tokenizer(tokenizer)
+        tok = self.tokenizer
+        vocab_size = text_config.setdefault("vocab_size", len(tok))
+        if vocab_size < len(tok):
+            raise ConfigError(
+                [f"model.text_config.vocab_size: {vocab_size} is smaller than the tokenizer ({len(tok)} tokens "
+                 f"with [DEC] and [ENC]); set it to {len(tok)} or remove it"]
+            )
+        text_config.update(
+            bos_token_id=tok.bos_token_id,
+            pad_token_id=tok.pad_token_id,
+            sep_token_id=tok.sep_token_id,
+            eos_token_id=tok.sep_token_id,
+            label_smoothing=float(label_smoothing),
+        )
+        self.blip = BlipForConditionalGeneration(BlipConfig(vision_config=vision_config, text_config=text_config))
+
+        self.prompt = prompt
+        self.max_txt_len = int(max_txt_len)
+        self.label_smoothing = float(label_smoothing)
+        # [CLS] + prompt word pieces; [SEP] is not part of the prompt.
+        self.prompt_length = len(tok(prompt).input_ids) - 1
+        if self.max_txt_len <= self.prompt_length + 1:
+            raise ConfigError(
+                [f"model.max_txt_len: {max_txt_len} leaves no caption tokens after the {self.prompt_length}-token "
+                 f"prompt {prompt!r}; use at least {self.prompt_length + 2}"]
+            )
+        if self.max_txt_len > self.max_positions:
+            raise ConfigError(
+                [f"model.max_txt_len: {max_txt_len} is longer than the decoder's "
+                 f"text_config.max_position_embeddings ({self.max_positions})"]
+            )
+
+    # -- VLM seam ---------------------------------------------------------------------------------
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        """The ViT image encoder (transformers ``BlipVisionModel``)."""
+        return self.blip.vision_model
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        """The caption decoder (transformers ``BlipTextLMHeadModel``)."""
+        return self.blip.text_decoder
+
+    @property
+    def max_positions(self) -> int:
+        """The longest token sequence the decoder accepts (prompt included)."""
+        return self.blip.config.text_config.max_position_embeddings
+
+    # -- building blocks ------------------------------------------------------------------------
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """ViT features: ``image`` [B, 3, H, W] (normalized) -> [B, 1 + patches, vision hidden]."""
+        return self.blip.vision_model(pixel_values=image.to(self.device)).last_hidden_state
+
+    def tokenize(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs for ``captions``: ``input_ids`` and ``attention_mask``, both [B, L].
+
+        Padded to the longest caption, truncated to ``max_txt_len``; the first token is ``[DEC]``
+        (in place of ``[CLS]``) and each caption ends with ``[SEP]``.
+        """
+        if isinstance(captions, str):
+            raise TypeError("samples['text_input'] must be a list of captions, not one string")
+        enc = self.tokenizer(
+            list(captions), padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt"
+        )
+        input_ids = enc.input_ids.to(self.device)
+        input_ids[:, 0] = self.tokenizer.bos_token_id
+        return input_ids, enc.attention_mask.to(self.device)
+
+    def targets(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Labels [B, L] for ``input_ids``: padding and the prompt positions set to -100 (ignored)."""
+        labels = input_ids.masked_fill(input_ids == self.tokenizer.pad_token_id, -100)
+        labels[:, : self.prompt_length] = -100
+        return labels
+
+    def decoder_logits(self, samples: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-token logits and their labels for a batch.
+
+        Returns:
+            ``logits`` [B, L-1, V] where position t predicts token t+1, and ``labels`` [B, L-1]
+            (the shifted targets, -100 where not scored).
+        """
+        image_embeds = self.encode_image(samples["image"])
+        input_ids, attention_mask = self.tokenize(samples["text_input"])
+        out = self.blip.text_decoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            use_cache=False,
+        )
+        return out.logits[:, :-1, :], self.targets(input_ids)[:, 1:]
+
+    def token_losses(self, samples: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token label-smoothed cross entropy [B, L-1] (0 where not scored) and the scored mask."""
+        logits, labels = self.decoder_logits(samples)
+        losses = F.cross_entropy(
+            logits.transpose(1, 2).float(), labels, ignore_index=-100, label_smoothing=self.label_smoothing,
+            reduction="none",
+        )
+        return losses, labels != -100
+
+    # -- the model contract -----------------------------------------------------------------------
+    def forward(self, samples: dict[str, Any]) -> ModelOutput:
+        """Caption loss of a batch.
+
+        Args:
+            samples: ``"image"`` [B, 3, H, W] normalized pixels; ``"text_input"`` B captions that
+                already start with the prompt (as the ``blip_caption`` train processor makes them).
+
+        Returns:
+            ``loss``: one mean over every scored token of the batch (as LAVIS); ``extras["n_tokens"]``.
+        """
+        losses, mask = self.token_losses(samples)
+        n_tokens = mask.sum()
+        return ModelOutput(loss=losses.sum() / n_tokens.clamp(min=1), extras={"n_tokens": n_tokens})
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: dict[str, Any],
+        use_nucleus_sampling: bool = False,
+        num_beams: int = 3,
+        max_length: int = 30,
+        min_length: int = 10,
+        top_p: float = 0.9,
+        repetition_penalty: float = 1.0,
+        num_captions: int = 1,
+    ) -> list[str]:
+        """Captions for ``samples["image"]`` [B, 3, H, W], continuing the prompt.
+
+        ``max_length`` and ``min_length`` count the prompt tokens (``[DEC] a picture of`` is 4), as
+        in LAVIS. Beam search by default; nucleus sampling (``top_p``, with top-k 50 as in LAVIS)
+        with ``use_nucleus_sampling``. Only the generated tokens are decoded.
+
+        Returns:
+            B * ``num_captions`` strings, the captions of image i at ``i * num_captions ...``.
+        """
+        if not use_nucleus_sampling and num_captions > num_beams:
+            raise ValueError(f"num_captions={num_captions} needs num_beams >= {num_captions} for beam search")
+        if max_length > self.max_positions:
+            raise ValueError(f"max_length={max_length} exceeds the decoder's {self.max_positions} positions")
+        if min_length > max_length:
+            raise ValueError(f"min_length={min_length} is larger than max_length={max_length}")
+        image_embeds = self.encode_image(samples["image"])
+        batch = image_embeds.shape[0]
+        prompt = self.tokenizer(self.prompt, return_tensors="pt").input_ids[:, :-1]  # drop [SEP]
+        prompt[:, 0] = self.tokenizer.bos_token_id
+        prompt = prompt.expand(batch, -1).to(self.device)
+
+        kwargs: dict[str, Any] = dict(
+            max_length=max_length,
+            min_length=min_length,
+            eos_token_id=self.tokenizer.sep_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            repetition_penalty=repetition_penalty,
+            num_return_sequences=num_captions,
+        )
+        if use_nucleus_sampling:
+            kwargs.update(do_sample=True, top_p=top_p, top_k=50, num_beams=1)
+        else:
+            kwargs.update(do_sample=False, num_beams=num_beams)
+        out = self.blip.text_decoder.generate(
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
+            **kwargs,
+        )
+        new_tokens = out[:, prompt.shape[1] :]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+        return [t.strip() for t in texts]
+
+    # -- weights --------------------------------------------------------------------------------
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Accept this model's layout, transformers' (``vision_model.*``, ``text_decoder.*``) and
+        checkpoints that store tied tensors once (safetensors drops the alias)."""
+        if any(k.startswith("visual_encoder.") for k in state_dict):
+            raise CheckpointError(
+                "this is an original LAVIS/BLIP checkpoint (visual_encoder.*); converting that layout is part "
+                "of the model-zoo work. Use a checkpoint saved by lavis or a transformers "
+                "BlipForConditionalGeneration checkpoint."
+            )
+        if state_dict and all(k.startswith(_HF_PREFIXES) for k in state_dict):
+            state_dict = {f"blip.{k}": v for k, v in state_dict.items()}
+        state_dict = dict(state_dict)
+        for alias, source in _TIED_KEYS:
+            if alias not in state_dict and source in state_dict:
+                state_dict[alias] = state_dict[source]
+        return state_dict
