@@ -38,6 +38,7 @@ class RunConfig:
     amp: str = "none"  # none | auto (bf16 where supported) | bf16 | fp16 (GPU only)
     dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
 
     # data
     batch_size_train: int = 32  # per process

@@ -1,9 +1,55 @@
-"""Runners own the loop: devices, distribution, precision, accumulation, checkpoints, logging."""
+"""Runners own the loop: devices, distribution, precision, accumulation, checkpoints, logging.
+
+:class:`BaseRunner` is the contract every registered runner follows. :class:`TrainRunnerBase`
+implements everything the epoch- and iteration-based runners share: setup, one optimizer step,
+evaluation, checkpoints and resume. A subclass decides only how steps are grouped into (inner)
+epochs (:meth:`TrainRunnerBase.schedule_lengths` and :meth:`TrainRunnerBase.train_loop`).
+
+The runner talks to the task only through :class:`lavis.tasks.base_task.BaseTask`:
+``train_step(ddp_model, samples)`` (an output with ``.loss``, a dict with ``"loss"`` or a scalar),
+``evaluation(model, loader)`` and ``after_evaluation(results, split, epoch, dataset)`` (a dict with
+``agg_metrics``, higher is better).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import gc
+import inspect
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lavis.common import dist
+from lavis.common.checkpoint import get_rng_state
+from lavis.common.errors import CheckpointError, ConfigError, LavisError, TrainingError
+from lavis.common.logger import MetricLogger, SmoothedValue, setup_logging, to_plain
+from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
+from lavis.common.utils import resolve_device, seed_everything
+from lavis.runners import checkpointing as ckpt_io
+from lavis.runners.data import (
+    ResumableDistributedSampler,
+    SeededDataset,
+    ShardedEvalSampler,
+    batch_size_of,
+    concat_splits,
+    make_loader,
+    mix_seed,
+    move_to_device,
+)
+from lavis.runners.precision import resolve_precision
+
+if TYPE_CHECKING:
+    from lavis.common.config import Config
+    from lavis.tasks.base_task import BaseTask
+
+log = logging.getLogger("lavis.runners")
 
 class BaseRunner:
     """Base of every registered runner.
@@ -19,3 +65,469 @@ class BaseRunner:
 
     def evaluate(self, splits: list[str] | None = None) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _loss_of(out: Any) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        loss = out
+    else:
+        loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TrainingError(
+            f"task.train_step must return a ModelOutput (or a dict) whose `loss` is a scalar tensor; "
+            f"got {type(out).__name__} with loss {type(loss).__name__}"
+        )
+    return loss.reshape(())
+
+
+class TrainRunnerBase(BaseRunner):
+    """Shared machinery of the epoch and iteration runners (see the module docstring).
+
+    Attributes a caller may use: ``model`` (unwrapped, on ``device``), ``optimizer``,
+    ``lr_scheduler`` (after training starts), ``state`` (:class:`TrainState`), ``output_dir``.
+    """
+
+    name: ClassVar[str] = "runner"
+
+    def __init__(
+        self,
+        cfg: "Config",
+        task: "BaseTask",
+        model: torch.nn.Module,
+        datasets: Mapping[str, Mapping[str, Dataset]],
+        job_id: str | None = None,
+    ):
+        self.cfg = cfg
+        self.run_cfg = run = cfg.run
+        self.task = task
+        self.datasets = {name: dict(splits) for name, splits in datasets.items()}
+        self.job_id = job_id
+        setup_logging()
+        dist.init_distributed(run.dist_backend)
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.device = resolve_device(run.device)
+        self.precision = resolve_precision(run.amp, self.device)
+        self.output_dir = Path(run.output_dir)
+        self._check_config()
+        if run.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        self.model = model.to(self.device)
+        self._optimizer: torch.optim.Optimizer | None = None
+        self.scaler = self.precision.make_scaler()
+        self.lr_scheduler: LRScheduler | None = None
+        self.state = ckpt_io.TrainState()
+        self.loss_meter = SmoothedValue(window=max(1, run.log_freq))
+        self.logger: MetricLogger | None = None
+        self._ddp: torch.nn.Module | None = None
+        self._train_loader: DataLoader | None = None
+        self._train_sampler: ResumableDistributedSampler | None = None
+        self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
+        self._last_checkpoint: Path | None = None
+        self._log_clock = (time.perf_counter(), 0)
+        self._pin = self.device.type == "cuda"
+
+    # ------------------------------------------------------------------------------------------
+    # configuration checks and sizes
+    # ------------------------------------------------------------------------------------------
+    def _check_config(self) -> None:
+        run, problems = self.run_cfg, []
+        have = "; ".join(f"{n}: {', '.join(s) or '(none)'}" for n, s in self.datasets.items()) or "(no datasets)"
+        for key in ("valid_splits", "test_splits"):
+            for split in run[key]:
+                if not any(split in s for s in self.datasets.values()):
+                    problems.append(f"run.{key}: {split!r} is not a split of any dataset ({have})")
+        if not run.evaluate and not any(s in d for s in run.train_splits for d in self.datasets.values()):
+            problems.append(f"run.train_splits: {list(run.train_splits)} matches no split of the datasets ({have})")
+        for key in ("num_workers", "save_every_iters", "log_freq", "check_replicas_every", "warmup_steps"):
+            if run[key] < 0:
+                problems.append(f"run.{key}: must be >= 0, got {run[key]}")
+        if run.max_grad_norm is not None and run.max_grad_norm <= 0:
+            problems.append(f"run.max_grad_norm: must be > 0 (or null for no clipping), got {run.max_grad_norm}")
+        problems += self.check_runner_config()
+        if problems:
+            raise ConfigError(problems, source=getattr(self.cfg, "source", None))
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """AdamW over the trainable parameters (built on first use, so evaluation needs none)."""
+        if self._optimizer is None:
+            self._optimizer = build_optimizer(self.model, self.run_cfg)
+        return self._optimizer
+
+    def check_runner_config(self) -> list[str]:
+        """Problems with run keys specific to this runner (overridden by subclasses)."""
+        return []
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Micro-batches each rank gets from one pass over the training data."""
+        sampler = self.train_sampler
+        return math.ceil(sampler.per_rank / self.run_cfg.batch_size_train)
+
+    def schedule_lengths(self) -> tuple[int, int]:  # pragma: no cover - abstract
+        """``(total optimizer steps of the run, optimizer steps per (inner) epoch)``."""
+        raise NotImplementedError
+
+    def train_loop(self) -> None:  # pragma: no cover - abstract
+        """Run training from ``self.state`` to the end, calling :meth:`optimizer_step`,
+        :meth:`maybe_save_periodic` and :meth:`end_epoch`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------
+    # model views and data
+    # ------------------------------------------------------------------------------------------
+    @property
+    def train_model(self) -> torch.nn.Module:
+        """The model given to ``task.train_step``: DDP-wrapped when distributed."""
+        return self._ddp if self._ddp is not None else self.model
+
+    def _wrap_ddp(self) -> None:
+        if self.world_size > 1 and self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._ddp = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.run_cfg.find_unused_parameters,
+            )
+
+    @property
+    def train_sampler(self) -> ResumableDistributedSampler:
+        if self._train_sampler is None:
+            self._build_train_loader()
+        return self._train_sampler  # type: ignore[return-value]
+
+    def _build_train_loader(self) -> None:
+        run = self.run_cfg
+        data = concat_splits(self.datasets, list(run.train_splits))
+        self._train_sampler = ResumableDistributedSampler(
+            len(data), self.world_size, self.rank, shuffle=True, seed=run.seed
+        )
+        if self._train_sampler.per_rank == 0:
+            raise ConfigError([f"run.train_splits: {list(run.train_splits)} hold no samples"])
+        self._train_loader = make_loader(
+            SeededDataset(data, run.seed), self._train_sampler, run.batch_size_train,
+            run.num_workers, self._pin, seed=mix_seed(run.seed, self.rank),
+        )
+
+    def train_batches(self, data_epoch: int, start_batch: int):
+        """An iterator over this rank's micro-batches of ``data_epoch`` from batch ``start_batch``."""
+        self.train_sampler.set_epoch(data_epoch, start=start_batch * self.run_cfg.batch_size_train)
+        assert self._train_loader is not None
+        return iter(self._train_loader)
+
+    def eval_loader(self, name: str, split: str) -> DataLoader:
+        """Loader over this rank's share of ``datasets[name][split]`` (each item on exactly one rank)."""
+        key = (name, split)
+        if key not in self._eval_loaders:
+            run = self.run_cfg
+            data = self.datasets[name][split]
+            sampler = ShardedEvalSampler(len(data), self.world_size, self.rank)
+            self._eval_loaders[key] = make_loader(
+                SeededDataset(data, run.seed), sampler, run.batch_size_eval, run.num_workers, self._pin, seed=run.seed
+            )
+        return self._eval_loaders[key]
+
+    # ------------------------------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Train (resuming from ``run.resume_ckpt_path`` if set), then score ``run.test_splits``.
+
+        Returns ``{"train": {loss, global_step, epochs, replica_checks}, "best": {epoch, agg_metrics},
+        "valid": {"<dataset>/<split>": metrics of the last validation}, "test": {...}}``. After it,
+        ``model`` holds the best weights when there was validation, else the last ones.
+        """
+        if self.run_cfg.evaluate:
+            return self.evaluate()
+        self._begin_training()
+        try:
+            self.train_loop()
+            result = self._finish_training()
+            dist.barrier()  # no rank leaves (and tears the process group down) while another still communicates
+            return result
+        finally:
+            self._close()
+
+    def _begin_training(self) -> None:
+        run = self.run_cfg
+        if dist.is_main_process():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for p in ckpt_io.remove_stale_temp_files(self.output_dir):
+                log.info("removed %s left by an interrupted run", p.name)
+            self.cfg.save(self.output_dir)
+        self._open_logger()
+        total_steps, steps_per_epoch = self.schedule_lengths()
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, run, total_steps, steps_per_epoch)
+        if run.resume_ckpt_path:
+            self._resume(run.resume_ckpt_path)
+        else:
+            seed_everything(run.seed + self.rank)  # per-rank streams for dropout and the like
+        self._wrap_ddp()
+        self.model.train()
+        self._log_clock = (time.perf_counter(), 0)
+        log.info(
+            "%s: %d rank(s) on %s, precision %s, %d optimizer steps (%d per epoch), %d micro-batches of %d per rank "
+            "per data epoch, accumulation %d", self.name, self.world_size, self.device, self.precision.name,
+            total_steps, steps_per_epoch, self.batches_per_epoch, run.batch_size_train, run.accum_grad_iters,
+        )
+
+    def _open_logger(self) -> None:
+        if self.logger is None:
+            main = dist.is_main_process()
+            self.logger = MetricLogger(self.output_dir, tensorboard=self.run_cfg.tensorboard and main, enabled=main)
+
+    def _close(self) -> None:
+        # Free the DDP wrapper (and its reducer's pending work) while the process group still exists:
+        # destroying it after destroy_process_group, or at interpreter exit, can abort the process.
+        if self._ddp is not None:
+            self._ddp = None
+            gc.collect()
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+
+    def progress(self, total: int, initial: int, desc: str):
+        """A tqdm bar over optimizer steps on the main rank (disabled by ``run.progress_bar=false``)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
+            disable=not (self.run_cfg.progress_bar and dist.is_main_process()),
+        )
+
+    def optimizer_step(self, fetch: Callable[[], Any], group_size: int) -> float:
+        """One optimizer step over ``group_size`` micro-batches from ``fetch()``; returns the mean loss.
+
+        Gradients of the micro-batches are averaged (DDP synchronizes only on the last one). The
+        loss is averaged over ranks; a NaN/inf loss raises :class:`TrainingError` before the
+        weights change.
+        """
+        run, st = self.run_cfg, self.state
+        model = self.train_model
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        n_samples = 0
+        for j in range(group_size):
+            samples = fetch()
+            n_samples += batch_size_of(samples)
+            samples = move_to_device(samples, self.device, non_blocking=self._pin)
+            sync = j == group_size - 1 or self._ddp is None
+            with nullcontext() if sync else self._ddp.no_sync():  # type: ignore[union-attr]
+                with self.precision.autocast():
+                    loss = _loss_of(self.task.train_step(model, samples))
+                scaled = loss.float() / group_size
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach().float()
+        stats = dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(group_size), device=self.device)]))
+        mean_loss = float((stats[0] / stats[1]).item())
+        step = st.global_step + 1
+        if not math.isfinite(mean_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._raise_nonfinite("loss", mean_loss, step)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = None
+        if run.max_grad_norm is not None:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm).item())
+            if not math.isfinite(grad_norm) and self.scaler is None:
+                self.optimizer.zero_grad(set_to_none=True)
+                self._raise_nonfinite("gradient norm", grad_norm, step)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        assert self.lr_scheduler is not None
+        self.lr_scheduler.step()
+        st.global_step = step
+        self.loss_meter.update(mean_loss)
+        if run.check_replicas_every and step % run.check_replicas_every == 0:
+            dist.check_replicas(self.model, step)
+            st.replica_checks += 1
+        self._log_step(mean_loss, lr, grad_norm, n_samples * self.world_size)
+        return mean_loss
+
+    def _raise_nonfinite(self, what: str, value: float, step: int) -> None:
+        st = self.state
+        last = (f"the last good checkpoint is {self._last_checkpoint}" if self._last_checkpoint
+                else "no checkpoint was written yet")
+        raise TrainingError(
+            f"non-finite {what} ({value}) at global step {step} (epoch {st.epoch}, data epoch {st.data_epoch}, "
+            f"micro-batch {st.data_batches}); the weights were not updated and {last}. Lower run.init_lr, set "
+            "run.max_grad_norm, use run.amp=bf16 instead of fp16, or check the data; then resume with "
+            "run.resume_ckpt_path=<checkpoint>."
+        )
+
+    def _log_step(self, loss: float, lr: float, grad_norm: float | None, samples: int) -> None:
+        run, st = self.run_cfg, self.state
+        t0, n0 = self._log_clock
+        n0 += samples
+        self._log_clock = (t0, n0)
+        if not run.log_freq or st.global_step % run.log_freq:
+            return
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        values: dict[str, Any] = {"loss": loss, "loss_avg": self.loss_meter.avg, "lr": lr}
+        if grad_norm is not None:
+            values["grad_norm"] = grad_norm
+        values["samples_per_s"] = n0 / elapsed
+        values["s_per_step"] = elapsed / run.log_freq
+        assert self.logger is not None
+        self.logger.log_event("train", values, step=st.global_step, epoch=st.epoch)
+        self._log_clock = (time.perf_counter(), 0)
+
+    def maybe_save_periodic(self) -> None:
+        """Write ``checkpoint_latest.pth`` when ``run.save_every_iters`` says so (collective)."""
+        every = self.run_cfg.save_every_iters
+        if every and self.state.global_step % every == 0:
+            self._save(epoch_end=False, improved=False)
+
+    def end_epoch(self) -> None:
+        """Validate, mark the epoch done and write the epoch checkpoints (collective)."""
+        improved = self._validate()
+        self.state.epoch_done = True
+        self._save(epoch_end=True, improved=improved)
+        self.model.train()
+        self._log_clock = (time.perf_counter(), 0)  # throughput counts training time only
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation
+    # ------------------------------------------------------------------------------------------
+    def _evaluate_splits(
+        self, splits: list[str], epoch: int | str, step: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        step = self.state.global_step if step is None else step
+        out: dict[str, dict[str, Any]] = {}
+        takes_progress = "progress" in inspect.signature(self.task.evaluation).parameters
+        kwargs = {"progress": self.run_cfg.progress_bar} if takes_progress else {}
+        for split in splits:
+            for name, ds in self.datasets.items():
+                if split not in ds:
+                    continue
+                with torch.no_grad(), self.precision.autocast():
+                    results = self.task.evaluation(self.model, self.eval_loader(name, split), **kwargs)
+                metrics = self.task.after_evaluation(results, split, epoch, ds[split])
+                if not isinstance(metrics, Mapping):
+                    raise LavisError(
+                        f"{type(self.task).__name__}.after_evaluation must return a dict of metrics, "
+                        f"got {type(metrics).__name__}"
+                    )
+                metrics = to_plain(dict(metrics))
+                out[f"{name}/{split}"] = metrics
+                if self.logger is not None:
+                    self.logger.log_event(f"{name}/{split}", metrics, step=step, epoch=epoch)
+        return out
+
+    def _validate(self) -> bool:
+        """Evaluate ``run.valid_splits``; returns whether ``agg_metrics`` improved."""
+        if not self.run_cfg.valid_splits:
+            return False
+        st = self.state
+        metrics = self._evaluate_splits(list(self.run_cfg.valid_splits), epoch=st.epoch)
+        missing = [k for k, m in metrics.items() if not isinstance(m.get("agg_metrics"), (int, float))]
+        if missing:
+            raise LavisError(
+                f"{type(self.task).__name__}.after_evaluation returned no numeric 'agg_metrics' for {missing}; "
+                "it is the score (higher is better) that picks checkpoint_best.pth"
+            )
+        score = sum(float(m["agg_metrics"]) for m in metrics.values()) / len(metrics)
+        st.last_valid = metrics
+        if st.best_metric is None or score > st.best_metric:
+            st.best_metric, st.best_epoch = score, st.epoch
+            return True
+        return False
+
+    def evaluate(self, splits: list[str] | None = None) -> dict[str, Any]:
+        """Score ``splits`` (default ``run.test_splits``) with the weights ``run.eval_checkpoint``
+        names: a checkpoint path, ``"best"`` (``<output_dir>/checkpoint_best.pth``) or null (the
+        current weights). Returns ``{"<dataset>/<split>": metrics}``."""
+        run = self.run_cfg
+        splits = list(splits if splits is not None else run.test_splits)
+        if not splits:
+            raise ConfigError(["run.test_splits: empty, so there is nothing to evaluate; name the splits to score"])
+        unknown = [s for s in splits if not any(s in d for d in self.datasets.values())]
+        if unknown:
+            have = "; ".join(f"{n}: {', '.join(d)}" for n, d in self.datasets.items())
+            raise ConfigError([f"evaluate: {unknown} matches no split of the datasets ({have})"])
+        own_logger = self.logger is None
+        self._open_logger()
+        try:
+            label: int | str = self.state.epoch
+            step = self.state.global_step
+            if run.eval_checkpoint:
+                best = run.eval_checkpoint == "best"
+                path = self.output_dir / "checkpoint_best.pth" if best else Path(run.eval_checkpoint)
+                if not path.is_file():
+                    hint = " (train with run.valid_splits first, or give a checkpoint path)" if best else ""
+                    raise CheckpointError(f"run.eval_checkpoint: {path} does not exist{hint}")
+                saved = ckpt_io.load_model_weights(self.model, path) or {}
+                label = "best" if best else saved.get("epoch", str(path))
+                step = int(saved.get("global_step", 0))  # log at the step the weights come from
+            return self._evaluate_splits(splits, epoch=label, step=step)
+        finally:
+            if own_logger:
+                self._close()
+
+    def _finish_training(self) -> dict[str, Any]:
+        run, st = self.run_cfg, self.state
+        test: dict[str, Any] = {}
+        best_path = self.output_dir / "checkpoint_best.pth"
+        if run.test_splits:
+            label: int | str = st.epoch
+            if run.valid_splits and st.best_epoch is not None:
+                dist.barrier()  # rank 0 wrote it
+                ckpt_io.load_model_weights(self.model, best_path)
+                label = "best"
+            test = self._evaluate_splits(list(run.test_splits), epoch=label)
+        return {
+            "train": {"loss": self.loss_meter.avg, "global_step": st.global_step, "epochs": st.epoch + 1,
+                      "replica_checks": st.replica_checks},
+            "best": {"epoch": st.best_epoch, "agg_metrics": st.best_metric},
+            "valid": dict(st.last_valid),
+            "test": test,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        assert self.lr_scheduler is not None
+        rng = dist.all_gather_object(get_rng_state())  # collective: one state per rank
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "state": self.state.to_dict(),
+            "rng": rng,
+            "meters": {"loss": self.loss_meter.state_dict()},
+            "config": self.cfg.to_dict(),
+            "world_size": self.world_size,
+            "job_id": self.job_id,
+            "runner": self.name,
+        }
+
+    def _save(self, epoch_end: bool, improved: bool) -> None:
+        payload = self._payload()  # collective
+        if dist.is_main_process():
+            written = ckpt_io.write_checkpoints(payload, self.output_dir, self.state.epoch, epoch_end, improved)
+            log.info("saved %s at global step %d", written.name, self.state.global_step)
+        self._last_checkpoint = self.output_dir / "checkpoint_latest.pth"
+
+    def _resume(self, path: str | os.PathLike) -> None:
+        assert self.lr_scheduler is not None
+        self.state = ckpt_io.restore_training(
+            ckpt_io.load_training_checkpoint(path), path, model=self.model, optimizer=self.optimizer,
+            lr_scheduler=self.lr_scheduler, scaler=self.scaler, loss_meter=self.loss_meter,
+            run_cfg=self.run_cfg, rank=self.rank, world_size=self.world_size,
+        )
+        if self.logger is not None:
+            self.logger.truncate_after(self.state.global_step)
+        self._last_checkpoint = Path(path)
+        st = self.state
+        log.info("resumed from %s: epoch %d (%s), global step %d", path, st.epoch,
+                 "done" if st.epoch_done else f"{st.data_batches} micro-batches in", st.global_step)

@@ -1,0 +1,71 @@
+"""The epoch-based runner: ``run.max_epoch`` passes over the training data, validation after each."""
+
+from __future__ import annotations
+
+import math
+
+from lavis.common.registry import registry
+from lavis.runners.base_runner import TrainRunnerBase
+
+__all__ = ["RunnerEpoch"]
+
+
+@registry.register_runner("runner_epoch")
+class RunnerEpoch(TrainRunnerBase):
+    """Train for ``run.max_epoch`` epochs; after each, validate on ``run.valid_splits`` and write
+    ``checkpoint_{epoch}.pth`` / ``checkpoint_latest.pth`` (and ``checkpoint_best.pth`` when the
+    mean ``agg_metrics`` improves).
+
+    An epoch is one pass of this rank's share of the training data in micro-batches of
+    ``run.batch_size_train``; every ``run.accum_grad_iters`` micro-batches make one optimizer step
+    (the last step of an epoch may average fewer).
+    """
+
+    name = "runner_epoch"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.run_cfg.accum_grad_iters)
+
+    def schedule_lengths(self) -> tuple[int, int]:
+        return self.run_cfg.max_epoch * self.steps_per_epoch, self.steps_per_epoch
+
+    def train_loop(self) -> None:
+        st, run = self.state, self.run_cfg
+        while True:
+            if not st.epoch_done:
+                self._train_epoch()
+                self.end_epoch()
+            if st.epoch + 1 >= run.max_epoch:
+                return
+            st.epoch += 1
+            st.epoch_done = False
+            st.data_epoch, st.data_batches = st.epoch, 0
+
+    def _train_epoch(self) -> None:
+        st, accum = self.state, self.run_cfg.accum_grad_iters
+        n_batches = self.batches_per_epoch
+        st.data_epoch = st.epoch
+        batches = self.train_batches(st.data_epoch, st.data_batches)
+
+        def fetch():
+            try:
+                samples = next(batches)
+            except StopIteration:  # pragma: no cover - the sampler length is exact
+                raise RuntimeError(
+                    f"the training loader ended after {st.data_batches} of {n_batches} batches"
+                ) from None
+            st.data_batches += 1
+            return samples
+
+        bar = self.progress(self.steps_per_epoch, math.ceil(st.data_batches / accum), f"epoch {st.epoch}")
+        try:
+            while st.data_batches < n_batches:
+                self.optimizer_step(fetch, min(accum, n_batches - st.data_batches))
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.loss_meter.avg:.4f}", refresh=False)
+                if st.data_batches < n_batches:
+                    self.maybe_save_periodic()
+        finally:
+            bar.close()
+            del batches  # shuts worker processes down
