@@ -15,7 +15,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--cfg-path", required=True, help="experiment YAML (model, datasets, run sections)")
     parser.add_argument(
         "--options",
-        nargs="+",
+        nargs="*",
         default=[],
         metavar="KEY=VALUE",
         help="override config entries, e.g. run.max_epoch=2 run.init_lr=1e-4 (applied last)",

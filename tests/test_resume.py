@@ -5,21 +5,16 @@ runners; resuming with 2 data-loader workers instead of 0 changes nothing."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lavis.common.checkpoint import safe_torch_load  # noqa: E402
-from lavis.common.errors import CheckpointError  # noqa: E402
-from tests.toy.cli import events, finish, start, write_config  # noqa: E402
+from tests.toy.cli import assert_same_run, finish, kill_mid_epoch, start, write_config  # noqa: E402
 
 SCENARIOS = {
     # 100 items / 8 = 13 micro-batches per epoch, 7 optimizer steps (the last one of a single batch)
@@ -31,45 +26,6 @@ SCENARIOS = {
                              "batch_size_train": 8, "accum_grad_iters": 2, "save_every_iters": 3, "log_freq": 2},
                         kill_after_step=10, total_steps=24, workers_variant=False),
 }
-
-
-def read_latest(folder: Path):
-    try:
-        return safe_torch_load(folder / "checkpoint_latest.pth")
-    except CheckpointError:  # not written yet
-        return None
-
-
-def kill_mid_epoch(proc, folder: Path, after_step: int, timeout: float = 90.0) -> dict:
-    """SIGKILL ``proc`` once its latest checkpoint is a mid-epoch one past ``after_step``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            out = proc.stdout.read()[-4000:]
-            pytest.fail(f"the run ended (status {proc.returncode}) before it could be killed:\n{out}")
-        ckpt = read_latest(folder)
-        if ckpt is not None and not ckpt["state"]["epoch_done"] and ckpt["state"]["global_step"] >= after_step:
-            break
-        assert time.monotonic() < deadline, "no mid-epoch checkpoint appeared in time"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return ckpt["state"]
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    ca, cb = safe_torch_load(a / "checkpoint_latest.pth"), safe_torch_load(b / "checkpoint_latest.pth")
-    assert ca["state"] == cb["state"]
-    assert ca["model"].keys() == cb["model"].keys()
-    for key in ca["model"]:
-        assert torch.equal(ca["model"][key], cb["model"][key]), f"weights differ: {key}"
-    for pid, sa in ca["optimizer"]["state"].items():
-        for name, t in sa.items():
-            assert torch.equal(t, cb["optimizer"]["state"][pid][name]), f"optimizer state differs: {pid}.{name}"
-    best_a, best_b = (safe_torch_load(f / "checkpoint_best.pth")["model"] for f in (a, b))
-    assert all(torch.equal(t, best_b[k]) for k, t in best_a.items())
-    assert events(a) == events(b)
 
 
 @pytest.mark.parametrize("runner", SCENARIOS)

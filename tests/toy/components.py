@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lavis.common import dist
+from lavis.common.config import Config
 from lavis.common.run_schema import RunConfig
 from lavis.models.base_model import BaseModel, ModelOutput
 from lavis.tasks.base_task import BaseTask
@@ -146,41 +147,14 @@ class ToyTask(BaseTask):
 ToyRunSchema = dataclasses.make_dataclass("ToyRunSchema", [], bases=(ToyRunConfig, RunConfig))
 
 
-class ToyConfig:
-    """What runners use of :class:`lavis.common.config.Config` (``run``, ``save``, ``to_dict``),
-    built without validation against the registry so no toy class needs registering."""
-
-    source = None
+class ToyConfig(Config):
+    """A :class:`lavis.common.config.Config` built without validation against the registry, so no
+    toy class needs registering; everything runners use (``run``, ``save``, ``to_dict``) is Config's."""
 
     def __init__(self, run: DictConfig):
+        self.source = None
         self._cfg = OmegaConf.create({"model": {}, "datasets": {}})
         self._cfg.run = run
-
-    @property
-    def run(self) -> DictConfig:
-        return self._cfg.run
-
-    @property
-    def model(self) -> DictConfig:
-        return self._cfg.model
-
-    @property
-    def datasets(self) -> DictConfig:
-        return self._cfg.datasets
-
-    def to_dict(self) -> dict:
-        return OmegaConf.to_container(self._cfg, resolve=True)
-
-    def to_yaml(self) -> str:
-        return OmegaConf.to_yaml(self._cfg, resolve=True)
-
-    def save(self, path: str | Path) -> Path:
-        from lavis.common.io import atomic_write_text
-
-        path = Path(path)
-        path = path if path.suffix in (".yaml", ".yml") else path / "config.yaml"
-        atomic_write_text(self.to_yaml(), path)
-        return path
 
 
 TEST_DEFAULTS: dict[str, Any] = {
