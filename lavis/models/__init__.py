@@ -18,12 +18,12 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from lavis.common.errors import UnknownNameError
-from lavis.common.paths import cache_root
 from lavis.common.registry import registry
 
 if TYPE_CHECKING:
     from lavis.models.base_model import BaseModel
     from lavis.processors.base_processor import BaseProcessor
+    from lavis.zoo import ZooEntry
 
 __all__ = [
     "load_model",
@@ -33,9 +33,6 @@ __all__ = [
     "cached_checkpoint",
     "hf_repo_cached",
 ]
-
-# Weight files looked up in the Hugging Face cache for a model type's ``hf_repo``.
-_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _model_class(name: str) -> type["BaseModel"]:
@@ -51,50 +48,52 @@ def _model_type_config(name: str, model_type: str) -> DictConfig:
 
 
 def cached_checkpoint(url_or_path: str | os.PathLike) -> Path | None:
-    """The local file for a checkpoint URL or path, if it is on this machine, else ``None``.
+    """The local file for a checkpoint URL or path, if it is on this machine, else ``None`` (no network).
 
-    A local path is returned as is when it exists. A URL is looked for by its file name in
-    ``cache_root()/models/`` and ``cache_root()/`` (where the model zoo's downloads go).
+    A local path is returned as is when it exists. A URL is looked for where the model zoo
+    downloads it: ``cache_root()/models/<file name>``.
     """
+    from lavis.zoo.fetch import url_cache_path
+
     text = str(url_or_path)
-    parsed = urlparse(text)
-    if parsed.scheme in ("http", "https"):
-        filename = os.path.basename(parsed.path)
-        if not filename:
+    if urlparse(text).scheme in ("http", "https"):
+        try:
+            path = url_cache_path(text)
+        except ValueError:
             return None
-        for folder in (cache_root() / "models", cache_root()):
-            if (folder / filename).is_file():
-                return folder / filename
-        return None
+        return path if path.is_file() else None
     path = Path(text).expanduser()
     return path if path.is_file() else None
 
 
-def hf_repo_cached(repo_id: str) -> Path | None:
-    """The cached weight file of Hub repo ``repo_id`` in the Hugging Face cache, or ``None``."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-        return None
-    for filename in _HF_WEIGHT_FILES:
-        try:
-            hit = try_to_load_from_cache(repo_id, filename)
-        except Exception:  # a malformed repo id in a YAML should not break listing the zoo
-            return None
-        if isinstance(hit, str):
-            return Path(hit)
-    return None
+def hf_repo_cached(repo_id: str, revision: str | None = None) -> Path | None:
+    """The cached weight file (``model.safetensors``, else ``pytorch_model.bin``) of Hub repo
+    ``repo_id`` at ``revision`` (default ``main``) in the Hugging Face cache, or ``None``."""
+    from lavis.zoo.entries import HF_WEIGHT_FILES
+    from lavis.zoo.fetch import hf_cached_file
+
+    return hf_cached_file(repo_id, HF_WEIGHT_FILES, revision)
 
 
-def _weights_status(model_cfg: Mapping[str, Any]) -> str:
-    """``random init``, ``cached (...)`` or ``not cached`` for one model type's ``model`` block."""
-    sources = {k: model_cfg.get(k) for k in ("finetuned", "pretrained") if model_cfg.get(k)}
-    hf_repo = model_cfg.get("hf_repo")
-    if not sources and not hf_repo:
+def _source_label(entry: "ZooEntry") -> str:
+    """The preferred source of an entry (``+N`` when it has fallbacks), or ``-`` for random init."""
+    if entry.random_init:
+        return "-"
+    more = len(entry.sources) - 1
+    return entry.sources[0].describe() + (f" (+{more} fallback)" if more else "")
+
+
+def _weights_status(entry: "ZooEntry") -> str:
+    """``random init``, ``cached (...)`` or ``not cached`` for one zoo entry (no network)."""
+    from lavis.zoo.fetch import local_file
+
+    if entry.random_init:
         return "random init"
-    found = [f"{k}: {p}" for k, u in sources.items() if (p := cached_checkpoint(u)) is not None]
-    if hf_repo and hf_repo_cached(hf_repo) is not None:
-        found.append(f"hf: {hf_repo}")
+    found = []
+    for source in list(entry.sources) + ([entry.pretrained] if entry.pretrained else []):
+        path = local_file(source)
+        if path is not None:
+            found.append(f"hf: {source.location}" if source.kind == "hf" else f"{source.role}: {path}")
     return f"cached ({'; '.join(found)})" if found else "not cached"
 
 
@@ -164,27 +163,28 @@ def load_model_and_preprocess(
 
 
 class ModelZoo:
-    """Every registered arch, its model types and whether their weights are on this machine.
+    """Every registered arch, its model types, where their weights come from and whether they are
+    on this machine (see :mod:`lavis.zoo`; ``python -m lavis.zoo list`` prints the same).
 
-    ``print(model_zoo)`` shows a table; ``model_zoo.rows()`` gives ``(arch, model_type, weights)``.
+    ``print(model_zoo)`` shows a table; ``model_zoo.rows()`` gives ``(arch, model_type, weights)``
+    and ``model_zoo.entries()`` the :class:`lavis.zoo.ZooEntry` objects.
     """
 
+    def entries(self) -> list["ZooEntry"]:
+        from lavis.zoo import entries
+
+        return entries()
+
     def rows(self) -> list[tuple[str, str, str]]:
-        out = []
-        for arch in registry.list_models():
-            cls = _model_class(arch)
-            for model_type in cls.model_types():
-                model_cfg = cls.default_config(model_type).get("model", {})
-                out.append((arch, model_type, _weights_status(model_cfg)))
-        return out
+        return [(e.arch, e.model_type, _weights_status(e)) for e in self.entries()]
 
     def __str__(self) -> str:
-        header = ("Architecture", "Model type", "Weights")
-        rows = [header] + self.rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        header = ("Architecture", "Model type", "Source", "Weights")
+        rows = [header] + [(e.arch, e.model_type, _source_label(e), _weights_status(e)) for e in self.entries()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = []
-        for i, (arch, model_type, weights) in enumerate(rows):
-            lines.append(f"{arch:<{widths[0]}}  {model_type:<{widths[1]}}  {weights}")
+        for i, row in enumerate(rows):
+            lines.append("  ".join(f"{c:<{w}}" for c, w in zip(row[:3], widths)) + f"  {row[3]}")
             if i == 0:
                 lines.append("=" * max(len(line) for line in lines))
         return "\n".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,28 +22,37 @@ from torch import nn
 
 from lavis.common.errors import CheckpointError, UnknownNameError
 from lavis.common.paths import package_path
+from lavis.zoo.entries import PIN_KEYS
 
-# Keys of a ``model`` config block that are not constructor arguments.
+# Keys of a ``model`` config block that are not constructor arguments: names, weight sources and
+# their pins (``hf_revision``, ``finetuned_sha256``, ...: see lavis.zoo.entries).
 RESERVED_MODEL_KEYS = frozenset(
-    {"arch", "model_type", "pretrained", "finetuned", "load_pretrained", "load_finetuned", "hf_repo"}
+    {"arch", "model_type", "pretrained", "finetuned", "load_pretrained", "load_finetuned", "hf_repo"} | PIN_KEYS
 )
 
 
 def resolve_weights(url_or_path: str, owner: str) -> str:
-    """A local path for a checkpoint: paths pass through, a URL must already be in the download cache."""
-    if not url_or_path.startswith(("http://", "https://")):
-        return url_or_path
-    from lavis.models import cached_checkpoint
+    """A local path for a checkpoint: paths pass through; a URL is fetched into the download cache
+    (``cache_root()/models/``) or found there, and checked against its pins or manifest record.
 
-    local = cached_checkpoint(url_or_path)
-    if local is None:
-        raise CheckpointError(
-            f"{owner}: the weights {url_or_path} are not in the local cache, and downloads of published "
-            "weights land with the model-zoo work. Pass a local file instead (load_model(..., "
-            "checkpoint=PATH) or model.load_checkpoint(PATH)), or build with load_finetuned=False and "
-            "load_pretrained=False for random weights."
-        )
-    return str(local)
+    Offline with the file missing, the error names the file and the command that fetches it.
+    """
+    from lavis.zoo import resolve_location
+
+    return str(resolve_location(url_or_path, owner))
+
+
+class ConvertedStateDict(dict):
+    """A state dict that ``convert_state_dict`` renamed from another layout.
+
+    ``layout`` names that layout (``"LAVIS"``) and ``original_name`` maps one of our keys back to
+    its name there, so that key-mismatch errors can name keys as they are in the user's file.
+    """
+
+    def __init__(self, data: Mapping[str, torch.Tensor], layout: str, original_name: Callable[[str], str]):
+        super().__init__(data)
+        self.layout = layout
+        self.original_name = original_name
 
 
 @dataclass
@@ -88,13 +97,14 @@ class BaseModel(nn.Module):
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         cfg = dict(cfg)
-        for flag, key in (("load_finetuned", "finetuned"), ("load_pretrained", "pretrained")):
-            if cfg.get(flag) and cfg.get(key):  # unreachable weights fail before the network is built
-                resolve_weights(str(cfg[key]), cls.__name__)
-                break
+        from lavis.zoo import resolve_config_weights
+
+        # fetched (or found missing, with the command to fetch them) before the network is built
+        weights = resolve_config_weights(cfg, cls.__name__)
         names = cls.init_arg_names()
         model = cls(**{k: v for k, v in cfg.items() if k in names})
-        model.load_checkpoint_from_config(cfg)
+        if weights is not None:
+            model.load_checkpoint(weights)
         return model
 
     @classmethod
@@ -106,23 +116,26 @@ class BaseModel(nn.Module):
 
     # -- weights --------------------------------------------------------------------------------
     def load_checkpoint_from_config(self, cfg: Mapping[str, Any]) -> None:
-        """Load ``finetuned`` if ``load_finetuned``, else ``pretrained`` if ``load_pretrained``."""
-        if cfg.get("load_finetuned") and cfg.get("finetuned"):
-            self.load_checkpoint(cfg["finetuned"])
-        elif cfg.get("load_pretrained") and cfg.get("pretrained"):
-            self.load_checkpoint(cfg["pretrained"])
+        """Load ``finetuned`` if ``load_finetuned``, else ``pretrained`` if ``load_pretrained``; the
+        Hub copy (``hf_repo``) of those weights is preferred over their URL (see :mod:`lavis.zoo`)."""
+        from lavis.zoo import resolve_config_weights
+
+        weights = resolve_config_weights(cfg, type(self).__name__)
+        if weights is not None:
+            self.load_checkpoint(weights)
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map a foreign checkpoint layout onto this model's keys; families override this."""
         return state_dict
 
     def load_checkpoint(self, url_or_filename: str | os.PathLike, strict: bool = True) -> None:
-        """Load weights from a local file (``.safetensors`` or a ``.pth``/``.bin`` state dict), or
-        from a URL whose file is already in the download cache.
+        """Load weights from a local file (``.safetensors`` or a ``.pth``/``.bin`` state dict) or a
+        URL (downloaded into the cache, or found there; see :func:`resolve_weights`).
 
         Pickles are read with ``weights_only=True``; a state dict stored under ``"model"`` is
-        unwrapped. With ``strict`` (the default) missing or unexpected keys raise
-        :class:`CheckpointError` listing both.
+        unwrapped and foreign layouts go through :meth:`convert_state_dict`. With ``strict`` (the
+        default) missing or unexpected keys raise :class:`CheckpointError` listing both (also by
+        their names in the checkpoint's own layout when it was converted).
         """
         from lavis.common.checkpoint import load_state_dict_file
 
@@ -130,11 +143,20 @@ class BaseModel(nn.Module):
         state_dict = self.convert_state_dict(load_state_dict_file(path))
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if strict and (missing or unexpected):
-            raise CheckpointError(
+            msg = (
                 f"checkpoint {url_or_filename} does not fit {type(self).__name__}: "
-                f"missing keys {sorted(missing)}; unexpected keys {sorted(unexpected)}. "
-                "If it is in another layout, convert it first (see the family's converter)."
+                f"missing keys {sorted(missing)}; unexpected keys {sorted(unexpected)}."
             )
+            if isinstance(state_dict, ConvertedStateDict):
+                msg += (
+                    f" It was converted from the {state_dict.layout} layout, where these keys are named: missing "
+                    f"{sorted(state_dict.original_name(k) for k in missing)}; unexpected "
+                    f"{sorted(state_dict.original_name(k) for k in unexpected)}. The file is incomplete or is not "
+                    f"a {type(self).__name__} checkpoint."
+                )
+            else:
+                msg += " If it is in another layout, convert it first (see the family's converter)."
+            raise CheckpointError(msg)
 
     # -- conveniences ---------------------------------------------------------------------------
     @property

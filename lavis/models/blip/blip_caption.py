@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 import torch.nn.functional as F
 
-from lavis.common.errors import CheckpointError, ConfigError
+from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel, ModelOutput
 from lavis.models.blip.tokenizer import load_blip_tokenizer
@@ -253,18 +253,29 @@ class BlipCaption(BaseModel):
 
     # -- weights --------------------------------------------------------------------------------
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Accept this model's layout, transformers' (``vision_model.*``, ``text_decoder.*``) and
-        checkpoints that store tied tensors once (safetensors drops the alias)."""
-        if any(k.startswith("visual_encoder.") for k in state_dict):
-            raise CheckpointError(
-                "this is an original LAVIS/BLIP checkpoint (visual_encoder.*); converting that layout is part "
-                "of the model-zoo work. Use a checkpoint saved by lavis or a transformers "
-                "BlipForConditionalGeneration checkpoint."
-            )
-        if state_dict and all(k.startswith(_HF_PREFIXES) for k in state_dict):
+        """Accept this model's layout, transformers' (``vision_model.*``, ``text_decoder.*``, as in
+        the Hub repos) and the original LAVIS/BLIP layout (``visual_encoder.*``, converted by
+        :mod:`lavis.models.blip.convert`); tied tensors stored once are restored, and buffers this
+        model rebuilds itself (``position_ids``) are dropped."""
+        from lavis.models.base_model import ConvertedStateDict
+        from lavis.models.blip import convert
+
+        origin = None
+        if convert.is_lavis_layout(state_dict):
+            positions = self.blip.vision_model.embeddings.position_embedding.shape[1]
+            state_dict = convert.lavis_to_ours(state_dict, num_image_positions=positions)
+            origin = ("LAVIS", convert.ours_key_to_lavis)
+        elif state_dict and all(k.startswith(_HF_PREFIXES) for k in state_dict):
             state_dict = {f"blip.{k}": v for k, v in state_dict.items()}
+            origin = ("transformers", lambda k: k.removeprefix("blip."))
         state_dict = dict(state_dict)
+        kept = self.state_dict(keep_vars=True).keys()
+        for name, _ in self.named_buffers():
+            if name not in kept:  # a non-persistent buffer (transformers 5: position_ids) is rebuilt
+                state_dict.pop(name, None)
         for alias, source in _TIED_KEYS:
             if alias not in state_dict and source in state_dict:
                 state_dict[alias] = state_dict[source]
+        if origin is not None:
+            return ConvertedStateDict(state_dict, layout=origin[0], original_name=origin[1])
         return state_dict

@@ -249,9 +249,14 @@ def test_load_model_with_checkpoint(tmp_path, model):
 
 
 def test_remote_weights_not_cached_fail_before_building(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
     monkeypatch.setenv("LAVIS_CACHE_HOME", str(tmp_path))
-    with pytest.raises(CheckpointError, match="blip_coco_caption_base.pth.*local file"):
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match=r"blip_coco_caption_base\.pth") as err:
         load_model("blip_caption", "base_coco")
+    assert "`python -m lavis.zoo download blip_caption base_coco`" in str(err.value)
 
 
 # -- loading helpers and the zoo --------------------------------------------------------------------

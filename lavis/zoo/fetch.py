@@ -1,0 +1,280 @@
+"""Get weight files onto this machine: Hub repos through ``huggingface_hub``, URLs through
+:mod:`lavis.common.download`.
+
+Hub files live in Hugging Face's own cache (``HF_HOME`` / ``HF_HUB_CACHE``) and are fetched by
+``hf_hub_download``, which resumes, honours ``HF_ENDPOINT`` and revisions; offline
+(``LAVIS_OFFLINE`` or ``HF_HUB_OFFLINE``) only the cache is read. The first time lavis sees a
+Hub file it records its sha256, size, URL and resolved commit in the lavis manifest, so that
+later uses and ``python -m lavis.zoo verify`` can check it.
+
+URL files go to ``cache_root()/models/`` through :func:`lavis.common.download.cached_file`
+(mirror, resume, retries, lock, pins and manifest).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlparse
+
+from lavis.common.download import (
+    DownloadError,
+    IntegrityError,
+    OfflineError,
+    cached_file,
+    is_offline,
+    lookup,
+    record,
+    sha256_file,
+    verify_file,
+)
+from lavis.common.errors import CheckpointError
+from lavis.common.paths import cache_root
+from lavis.zoo.entries import WeightSource
+
+log = logging.getLogger(__name__)
+
+MODELS_SUBDIR = "models"
+
+
+class WeightsOfflineError(OfflineError, CheckpointError):
+    """Offline, and the weights a model needs are not in any cache. The message names the files
+    looked for and the command that fetches them."""
+
+
+class WeightsUnavailableError(DownloadError, CheckpointError):
+    """No source of a model's weights could be reached. The message lists what each source said."""
+
+
+class WeightsIntegrityError(IntegrityError, CheckpointError):
+    """A cached weight file does not match its pinned or recorded hash or size."""
+
+
+# -- where files are (no network) ------------------------------------------------------------------
+def url_cache_path(url: str) -> Path:
+    """Where the zoo keeps the file of checkpoint ``url``: ``cache_root()/models/<file name>``."""
+    name = os.path.basename(urlparse(url).path)
+    if not name:
+        raise ValueError(f"cannot name a cache file after {url!r}: it has no file name")
+    return cache_root() / MODELS_SUBDIR / name
+
+
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache folder in use (``HF_HUB_CACHE``, default ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def hf_cached_file(repo_id: str, filenames: Sequence[str], revision: str | None = None) -> Path | None:
+    """The first of ``filenames`` of Hub repo ``repo_id`` in the local Hugging Face cache, or ``None``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        try:
+            hit = try_to_load_from_cache(repo_id, filename, revision=revision)
+        except Exception:  # a malformed repo id must not break listing the zoo
+            return None
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def local_file(source: WeightSource) -> Path | None:
+    """The local file of ``source`` if it is on this machine (no network), else ``None``."""
+    if source.kind == "hf":
+        return hf_cached_file(source.location, source.filenames, source.revision)
+    if source.kind == "url":
+        path = url_cache_path(source.location)
+        return path if path.is_file() else None
+    path = Path(source.location).expanduser()
+    return path if path.is_file() else None
+
+
+def hub_commit(path: str | os.PathLike, filename: str) -> str | None:
+    """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/<filename>``)."""
+    parts = Path(path).parts
+    depth = len(Path(filename).parts)
+    if len(parts) > depth + 1 and parts[-depth - 2] == "snapshots":
+        return parts[-depth - 1]
+    return None
+
+
+def hub_url(repo_id: str, filename: str, revision: str | None) -> str:
+    """The ``resolve`` URL of a Hub file (at the endpoint ``huggingface_hub`` uses)."""
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(repo_id, filename, revision=revision)
+
+
+# -- integrity -------------------------------------------------------------------------------------
+def _mismatch_message(path: Path, what: str, expected: object, actual: object, fix: str) -> str:
+    return f"{path}: {what} mismatch: expected {expected}, got {actual}. {fix}"
+
+
+def check_hub_file(path: Path, source: WeightSource, filename: str, fix: str) -> None:
+    """Check a Hub file against its pins and the manifest; record it the first time it is seen.
+
+    The first sight hashes the whole file (and fails on a pin mismatch); later uses compare the
+    size with the record and the record with the pins (``verify`` re-hashes everything).
+    """
+    path = Path(path)
+    rec = lookup(path)
+    commit = hub_commit(path, filename)
+    if rec is None:
+        size = path.stat().st_size
+        if source.size is not None and size != source.size:
+            raise WeightsIntegrityError(_mismatch_message(path, "size", source.size, size, fix))
+        digest = sha256_file(path)
+        if source.sha256 is not None and digest != source.sha256:
+            raise WeightsIntegrityError(_mismatch_message(path, "sha256", source.sha256, digest, fix))
+        record(path, url=hub_url(source.location, filename, commit), sha256=digest, size=size, revision=commit)
+        log.info("recorded %s (sha256 %s, %d bytes, commit %s)", path, digest, size, commit)
+        return
+    if source.sha256 is not None and rec.get("sha256") not in (None, source.sha256):
+        raise WeightsIntegrityError(_mismatch_message(path, "sha256", source.sha256, rec.get("sha256"), fix))
+    problems = verify_file(path, sha256=rec.get("sha256"), size=source.size or rec.get("size"), full=False)
+    if problems:
+        raise WeightsIntegrityError(f"{path}: " + "; ".join(problems) + f". {fix}")
+
+
+# -- fetching --------------------------------------------------------------------------------------
+def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
+    """The weight file of a Hub source, downloaded into the Hugging Face cache if needed.
+
+    Tries ``source.filenames`` in order (``model.safetensors`` before ``pytorch_model.bin``); a
+    file the repo does not have is skipped. Offline, only the cache is read.
+
+    Raises:
+        WeightsOfflineError: offline and none of the files is cached.
+        WeightsUnavailableError: the Hub could not be reached (or has none of the files).
+        WeightsIntegrityError: the file does not match its pins or its record.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    offline = is_offline()
+    unreachable: LocalEntryNotFoundError | None = None
+    failures = []
+    for filename in source.filenames:
+        cache_only = offline or unreachable is not None  # once the Hub did not answer, only look in the cache
+        try:
+            path = hf_hub_download(
+                source.location, filename, revision=source.revision, local_files_only=cache_only,
+                force_download=force and not cache_only,
+            )
+        except LocalEntryNotFoundError as e:
+            if not offline and unreachable is None:  # online, but the Hub did not answer (after HF's retries)
+                unreachable = e
+            failures.append((filename, e))
+            continue
+        except EntryNotFoundError as e:  # the repo (at this revision) has no such file
+            failures.append((filename, e))
+            continue
+        except Exception as e:  # network, auth, unknown repo or revision: let the caller try another source
+            raise WeightsUnavailableError(
+                f"could not fetch {filename} of the Hub repo {source.location} ({type(e).__name__}: "
+                f"{_first_sentence(e)})"
+            ) from e
+        check_hub_file(Path(path), source, filename, fix)
+        return Path(path)
+    names = " or ".join(source.filenames)
+    where = f"revision {source.revision}" if source.revision else "revision main"
+    if unreachable is not None:
+        raise WeightsUnavailableError(
+            f"could not reach the Hub for {names} of {source.location} ({where}), and the Hugging Face cache "
+            f"{hf_cache_dir()} does not have them: {_first_sentence(unreachable)}"
+        )
+    if offline:
+        raise WeightsOfflineError(
+            f"{names} of the Hub repo {source.location} ({where}) is not in the Hugging Face cache "
+            f"{hf_cache_dir()}"
+        )
+    detail = "; ".join(f"{n}: {type(e).__name__}: {_first_sentence(e)}" for n, e in failures)
+    raise WeightsUnavailableError(f"the Hub repo {source.location} ({where}) has none of {names} ({detail})")
+
+
+def fetch_url(source: WeightSource, *, hint: str, force: bool = False) -> Path:
+    """The file of a URL source in ``cache_root()/models/``, downloaded if needed (pins checked)."""
+    if force:
+        path = url_cache_path(source.location)
+        if path.exists() and not is_offline():
+            path.unlink()
+    try:
+        return Path(
+            cached_file(
+                source.location, subdir=MODELS_SUBDIR, sha256=source.sha256, size=source.size, fetch_hint=hint
+            )
+        )
+    except OfflineError as e:
+        raise WeightsOfflineError(f"{url_cache_path(source.location)} (from {source.location}) is not cached") from e
+    except IntegrityError as e:
+        raise WeightsIntegrityError(f"{str(e).rstrip('.')}. {hint_fix(hint)}") from e
+    except DownloadError as e:
+        raise WeightsUnavailableError(str(e)) from e
+
+
+def fetch_file(source: WeightSource) -> Path:
+    """A local-path source: the path, which must exist."""
+    path = Path(source.location).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"the {source.role} checkpoint {path} does not exist")
+    return path
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    cut = text.find(". ")
+    return text[: cut + 1] if 0 < cut < 300 else text[:300]
+
+
+def hint_fix(hint: str) -> str:
+    return f"Fetch it again with `{hint} --force`, or fix the pinned value if the published file changed."
+
+
+def fetch(sources: Sequence[WeightSource], *, owner: str, hint: str, force: bool = False) -> Path:
+    """The local weight file of the first source that gives one (the Hub before URLs).
+
+    Args:
+        sources: preferred first (see :func:`lavis.zoo.entries.default_sources`).
+        owner: who needs the weights (``"blip_caption base_coco"``), for messages.
+        hint: the exact command that downloads them (``python -m lavis.zoo download ARCH TYPE``).
+        force: download again even if cached (a corrupt file).
+
+    A source that cannot be reached is skipped for the next one; a file that fails its integrity
+    check stops everything (it is never used, and never silently replaced by another source).
+    """
+    if not sources:
+        raise ValueError(f"{owner}: no weight sources (random init)")
+    offline_misses: list[str] = []
+    failures: list[str] = []
+    for source in sources:
+        try:
+            if source.kind == "hf":
+                return fetch_hub(source, fix=hint_fix(hint), force=force)
+            if source.kind == "url":
+                return fetch_url(source, hint=hint, force=force)
+            return fetch_file(source)
+        except WeightsIntegrityError:
+            raise
+        except WeightsOfflineError as e:
+            offline_misses.append(str(e.args[0]) if e.args else str(e))
+        except (WeightsUnavailableError, DownloadError) as e:
+            failures.append(f"{source.describe()}: {e}")
+            log.warning("%s: %s; trying the next source", owner, e)
+    if offline_misses and not failures:
+        looked = "\n".join(f"  - {m}" for m in offline_misses)
+        raise WeightsOfflineError(
+            f"{owner}: offline mode is on (LAVIS_OFFLINE / HF_HUB_OFFLINE) and the weights are not on this "
+            f"machine. Looked for:\n{looked}\nFetch them on a machine with network access and the same "
+            f"LAVIS_CACHE_HOME and HF_HOME: `{hint}` (or set LAVIS_MIRROR / HF_ENDPOINT to a mirror you can "
+            "reach and unset offline mode). See docs/offline.md."
+        )
+    tried = "\n".join(f"  - {m}" for m in failures + offline_misses)
+    raise WeightsUnavailableError(
+        f"{owner}: could not get the weights from any source:\n{tried}\nCheck the network (or set LAVIS_MIRROR / "
+        f"HF_ENDPOINT to a mirror), then run `{hint}`; or pass a local file instead "
+        "(load_model(..., checkpoint=PATH))."
+    )

@@ -1,0 +1,51 @@
+"""Shared pieces of the model-zoo tests: the real URL a test type borrows, and weight files of a tiny
+network in the layouts the zoo downloads (original LAVIS ``.pth``, Hub ``model.safetensors``)."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+from lavis.models.blip import convert
+from lavis.models.blip.blip_caption import BlipCaption
+
+REAL_BASE_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP/blip_coco_caption_base.pth"
+# where LAVIS_MIRROR=<base> looks for it: <base>/<host>/<path>
+MIRROR_PATH = "/storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP/blip_coco_caption_base.pth"
+SAMPLES = {
+    "image": torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(11)),
+    "text_input": ["a picture of a small red circle", "a picture of a big blue star"],
+}
+
+
+
+def tiny(seed: int) -> BlipCaption:
+    torch.manual_seed(seed)
+    return BlipCaption.from_pretrained("tiny").eval()
+
+
+def outputs(model: BlipCaption) -> tuple[torch.Tensor, list[str]]:
+    """Caption loss and greedy captions on fixed inputs."""
+    with torch.no_grad():
+        loss = model(SAMPLES).loss
+    return loss, model.generate({"image": SAMPLES["image"]}, num_beams=1, max_length=12, min_length=5)
+
+
+def lavis_pth_bytes(model: BlipCaption) -> bytes:
+    """``model`` saved as an original LAVIS checkpoint: ``{"model": state_dict}`` in LAVIS names."""
+    buf = io.BytesIO()
+    torch.save({"model": convert.ours_to_lavis(model.state_dict())}, buf)
+    return buf.getvalue()
+
+
+def hub_safetensors_bytes(model: BlipCaption) -> bytes:
+    """``model.blip`` as a Hub repo's ``model.safetensors`` (transformers names, tied tensors once,
+    plus the ``position_ids`` buffer older transformers versions saved)."""
+    from safetensors.torch import save
+
+    sd = {k[len("blip."):]: v.contiguous() for k, v in model.state_dict().items()}
+    sd.pop("text_decoder.cls.predictions.decoder.weight")
+    sd.pop("text_decoder.cls.predictions.decoder.bias")
+    sd["text_decoder.bert.embeddings.position_ids"] = torch.arange(model.max_positions).unsqueeze(0)
+    return save(sd)
