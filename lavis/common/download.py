@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import logging
 import os
 import ssl
@@ -40,13 +39,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from lavis.common.errors import LavisError
-from lavis.common.io import atomic_write_text, fsync_dir
+from lavis.common.io import fsync_dir
+from lavis.common.manifest import forget, lookup, manifest_path, manifest_records, normalize_sha256, record  # noqa: F401
 from lavis.common.paths import cache_root
 
 __all__ = [
@@ -134,15 +133,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _norm_sha(sha256: str | None) -> str | None:
-    if sha256 is None:
-        return None
-    s = sha256.strip().lower()
-    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
-        raise ValueError(f"sha256 {sha256!r} is not 64 hex digits; pin the full sha256 of the file, or none")
-    return s
 
 
 def _url_basename(url: str) -> str:
@@ -425,7 +415,7 @@ def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None
     :func:`record` do).
     """
     dest = Path(dest)
-    sha256 = _norm_sha(sha256)
+    sha256 = normalize_sha256(sha256)
     advice = f"Delete {dest} to download it again, or update the pinned value if the file really changed."
     if dest.exists():
         _raise_if_wrong(dest, sha256, size, full=False, advice=advice)
@@ -476,7 +466,7 @@ def cached_file(url: str, *, subdir: str = "models", filename: str | None = None
     else is downloaded with :func:`download_url` (``retries``, ``backoff``, ``timeout`` and
     ``progress`` mean what they mean there) and recorded in the manifest.
     """
-    sha256 = _norm_sha(sha256)
+    sha256 = normalize_sha256(sha256)
     name = filename or _url_basename(url)
     path = cache_root() / subdir / name
     if path.exists():
@@ -519,84 +509,6 @@ def _record_quietly(path: Path, **kw) -> None:
         record(path, **kw)
     except OSError as e:  # a read-only pre-filled cache still works, just without a record
         logger.warning("could not record %s in %s: %s", path, manifest_path(), e)
-
-
-def manifest_path() -> Path:
-    """The JSON file that records every downloaded file: ``cache_root()/manifest.json``."""
-    return cache_root() / "manifest.json"
-
-
-def _manifest_key(path: Path) -> str:
-    """Paths inside the cache are stored relative to it, so a cache can be copied to another node."""
-    real, root = os.path.realpath(path), os.path.realpath(cache_root())
-    try:
-        return PurePosixPath(Path(real).relative_to(root)).as_posix()
-    except ValueError:
-        return Path(real).as_posix()
-
-
-def _read_manifest() -> dict:
-    mp = manifest_path()
-    try:
-        text = mp.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {"version": 1, "files": {}}
-    try:
-        data = json.loads(text)
-        if not isinstance(data.get("files"), dict):
-            raise ValueError("no 'files' table")
-        return data
-    except ValueError as e:
-        raise LavisError(
-            f"the download manifest {mp} is unreadable ({e}). Delete it: each cached file is recorded again on its "
-            "next use (check them first with `python -m lavis.zoo verify` against pinned values where known).") from e
-
-
-def record(path: Path, *, url: str, sha256: str, size: int, revision: str | None = None) -> None:
-    """Record a cached file in the manifest (its source, sha256, size, revision and current mtime).
-
-    The manifest is rewritten atomically under ``manifest.json.lock``.
-    """
-    from filelock import FileLock
-
-    path = Path(path)
-    entry = {
-        "url": url, "sha256": _norm_sha(sha256), "size": int(size), "revision": revision,
-        "mtime": path.stat().st_mtime, "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    mp = manifest_path()
-    mp.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(mp) + ".lock"):
-        data = _read_manifest()
-        data["files"][_manifest_key(path)] = entry
-        atomic_write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", mp)
-
-
-def lookup(path: Path) -> dict | None:
-    """The manifest record of a cached file (url, sha256, size, revision, mtime, recorded_at), or None."""
-    rec = _read_manifest()["files"].get(_manifest_key(Path(path)))
-    return dict(rec) if rec is not None else None
-
-
-def forget(path: Path) -> bool:
-    """Remove a file's record from the manifest (the file itself is left alone); True if there was one."""
-    from filelock import FileLock
-
-    mp = manifest_path()
-    if not mp.exists():
-        return False
-    with FileLock(str(mp) + ".lock"):
-        data = _read_manifest()
-        if data["files"].pop(_manifest_key(Path(path)), None) is None:
-            return False
-        atomic_write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", mp)
-    return True
-
-
-def manifest_records() -> dict[Path, dict]:
-    """Every record in the manifest, by absolute path (for ``verify`` over the whole cache)."""
-    root = cache_root()
-    return {(Path(k) if Path(k).is_absolute() else root / k): dict(v) for k, v in _read_manifest()["files"].items()}
 
 
 @dataclass(frozen=True)
@@ -645,4 +557,4 @@ def verify_file(path: Path, *, sha256: str | None = None, size: int | None = Non
     (see :func:`lookup`). ``full=False`` skips hashing when size and mtime equal the record's
     (the cheap check done on every use); ``full=True`` always hashes.
     """
-    return [str(p) for p in _problems(Path(path), _norm_sha(sha256), size, full=full)]
+    return [str(p) for p in _problems(Path(path), normalize_sha256(sha256), size, full=full)]
