@@ -52,7 +52,8 @@ def load_blip_tokenizer(name_or_path: str) -> Any:
                 f"model.tokenizer: cannot load a BERT tokenizer from {name_or_path!r} ({e}). Give a folder "
                 "with vocab.txt (absolute, or relative to the lavis package such as "
                 "'assets/tokenizers/tiny'), or a Hub repo id that is in the local Hugging Face cache "
-                "when offline."
+                "when offline: `python -m lavis.zoo download ARCH MODEL_TYPE` fetches a model type's "
+                "tokenizer files with its weights."
             ]
         ) from e
     vocab = tok.get_vocab()
@@ -62,7 +63,8 @@ def load_blip_tokenizer(name_or_path: str) -> Any:
             [
                 f"model.tokenizer: no vocabulary found for {name_or_path!r} (looked in {source!r}). Give a folder "
                 "with vocab.txt, or a Hub repo id that is in the local Hugging Face cache (or reachable "
-                "online); for a random-init model without downloads use 'assets/tokenizers/tiny'."
+                "online; `python -m lavis.zoo download ARCH MODEL_TYPE` fetches it); for a random-init "
+                "model without downloads use 'assets/tokenizers/tiny'."
             ]
         )
     if DEC_TOKEN not in vocab or tok.bos_token != DEC_TOKEN:
