@@ -22,14 +22,7 @@ SHORT = "a picture of a small red circle"
 LONG = "a picture of a large blue square to the left of a small green star in the middle"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests use tiny batches: one thread is as fast, and it does not collapse when other
-    # processes compete for this machine's cores (OpenMP threads spin-waiting on each other).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(seed: int = 0) -> BlipCaption:

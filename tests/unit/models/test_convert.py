@@ -13,12 +13,7 @@ from lavis.models.blip import convert
 from lavis.models.blip.blip_caption import BlipCaption
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(seed: int) -> BlipCaption:
