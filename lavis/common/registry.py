@@ -20,6 +20,14 @@ from lavis.common.errors import RegistrationError, UnknownNameError
 T = TypeVar("T")
 
 
+def init_arg_names(cls: type) -> set[str]:
+    """Names of ``cls.__init__``'s named parameters: the keys a config block may pass to it."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def _resolve(path: str) -> type:
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -11,7 +11,6 @@ a configuration error, reported by :func:`lavis.common.config.validate`.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -22,6 +21,7 @@ from torch import nn
 
 from lavis.common.errors import CheckpointError, UnknownNameError
 from lavis.common.paths import package_path
+from lavis.common.registry import init_arg_names
 from lavis.zoo.entries import PIN_KEYS
 
 # Keys of a ``model`` config block that are not constructor arguments: names, weight sources and
@@ -88,8 +88,7 @@ class BaseModel(nn.Module):
     @classmethod
     def init_arg_names(cls) -> set[str]:
         """Names a ``model`` config block may set besides the reserved keys."""
-        params = inspect.signature(cls.__init__).parameters
-        return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        return init_arg_names(cls)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig) -> "BaseModel":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
+
+from lavis.common.registry import init_arg_names
 
 
 class BaseProcessor:
@@ -20,8 +21,7 @@ class BaseProcessor:
 
     @classmethod
     def init_arg_names(cls) -> set[str]:
-        params = inspect.signature(cls.__init__).parameters
-        return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        return init_arg_names(cls)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig | None = None) -> "BaseProcessor":

@@ -51,14 +51,14 @@ class BaseTask:
     def build_datasets(self, cfg: "Config") -> dict[str, dict[str, Dataset]]:
         """``{dataset_name: {split: Dataset}}`` for every entry of ``cfg.datasets``.
 
-        Rank 0 prepares files (download or generation) before the other ranks look at them.
+        Rank 0 builds first (``build_datasets`` prepares the files: download or generation), the
+        other ranks after it, when the files are there.
         """
         out: dict[str, dict[str, Dataset]] = {}
         for name, dcfg in cfg.datasets.items():
             builder = registry.get_builder_class(name)(dcfg)
             with dist.main_process_first():
-                builder.prepare()
-            out[name] = builder.build_datasets()
+                out[name] = builder.build_datasets()
         return out
 
     # -- steps ----------------------------------------------------------------------------------
