@@ -11,7 +11,7 @@ from lavis.common.errors import ConfigError, UnknownNameError
 from lavis.common.paths import cache_root
 from lavis.common.registry import registry
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
-from lavis.datasets.datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
+from lavis.datasets.torch_datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
 from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated
 
 

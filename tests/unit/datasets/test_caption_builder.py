@@ -12,7 +12,7 @@ from lavis.common.errors import ConfigError, UnknownNameError
 from lavis.common.registry import registry
 from lavis.datasets.builders import load_dataset
 from lavis.datasets.builders.caption_builders import ShapesCaptionBuilder
-from lavis.datasets.datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
+from lavis.datasets.torch_datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
 from lavis.datasets.synthetic.shapes import read_manifest
 
 

@@ -10,7 +10,7 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader
 
-from lavis.datasets.datasets.caption_datasets import CaptionDataset, CaptionEvalDataset, integer_image_id
+from lavis.datasets.torch_datasets.caption_datasets import CaptionDataset, CaptionEvalDataset, integer_image_id
 from lavis.processors.blip_processors import BlipCaptionProcessor, BlipImageEvalProcessor, BlipImageTrainProcessor
 
 

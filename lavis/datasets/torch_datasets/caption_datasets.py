@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from lavis.datasets.datasets.base_dataset import BaseDataset
+from lavis.datasets.torch_datasets.base_dataset import BaseDataset
 from lavis.processors.base_processor import BaseProcessor
 
 
