@@ -157,15 +157,13 @@ def _validate_processor(problems: list[str], dotted: str, cfg: Any) -> None:
 
 
 def _validate_model(model: Any, problems: list[str]) -> None:
-    from lavis.models.base_model import RESERVED_MODEL_KEYS
-
     if not isinstance(model, dict) or "arch" not in model:
         problems.append(f"model.arch: missing; set it to one of: {', '.join(registry.list_models())}")
         return
     if not _check_registry_name(problems, "model.arch", "models", model["arch"]):
         return
     model_cls = registry.get_model_class(model["arch"])
-    valid = model_cls.init_arg_names() | RESERVED_MODEL_KEYS
+    valid = model_cls.config_keys()
     for key in model:
         if key not in valid:
             problems.append(_unknown_key("model", key, valid))

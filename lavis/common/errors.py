@@ -24,6 +24,8 @@ def describe_unknown(what: str, name: str, choices: Sequence[str]) -> str:
     hits = close_matches(str(name), choices)
     if hits:
         msg += f"; did you mean {' or '.join(repr(h) for h in hits)}?"
+    elif not msg.endswith("."):
+        msg += "."
     msg += f" Registered {what}s: {', '.join(sorted(choices)) or '(none)'}"
     return msg
 

@@ -1,7 +1,8 @@
 """The one contract every registered model follows.
 
-A model class declares its variants in ``PRETRAINED_MODEL_CONFIG_DICT`` (``model_type`` -> YAML
-path under ``lavis/configs``). Each YAML has a ``model`` block (constructor arguments plus the
+A model's variants are the YAML files in ``lavis/configs/models/<arch>/``: the file name is the
+``model_type``. Registering the class fills ``PRETRAINED_MODEL_CONFIG_DICT`` (``model_type`` ->
+YAML path under ``lavis/configs``) from that folder unless the class sets it itself. Each YAML has a ``model`` block (constructor arguments plus the
 reserved keys below) and a ``preprocess`` block (processors for ``load_preprocess``).
 
 Constructor arguments are the single home of defaults: ``from_config`` passes each key of the
@@ -89,6 +90,12 @@ class BaseModel(nn.Module):
     def init_arg_names(cls) -> set[str]:
         """Names a ``model`` config block may set besides the reserved keys."""
         return init_arg_names(cls)
+
+    @classmethod
+    def config_keys(cls) -> set[str]:
+        """Every key a ``model`` config block may hold: constructor arguments plus reserved keys
+        (names, weight sources and their pins); config validation asks the class for these."""
+        return cls.init_arg_names() | RESERVED_MODEL_KEYS
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig) -> "BaseModel":

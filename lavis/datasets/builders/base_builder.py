@@ -16,7 +16,8 @@ class BaseDatasetBuilder:
     """Base of every registered dataset builder.
 
     ``DATASET_CONFIG_DICT`` maps a ``type`` (``default``, ...) to a shipped YAML under
-    ``lavis/configs`` holding ``datasets: {<name>: {...}}``. A dataset's config block has
+    ``lavis/configs``; registering the class fills it from ``lavis/configs/datasets/<name>/*.yaml``
+    (the file name is the type) unless the class sets it itself. Each YAML holds ``datasets: {<name>: {...}}``. A dataset's config block has
     ``build_info`` (where annotations and media live), ``vis_processor`` / ``text_processor``
     (each with ``train`` and ``eval`` entries) and anything the builder adds.
 

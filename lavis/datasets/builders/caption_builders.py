@@ -33,7 +33,6 @@ class ShapesCaptionBuilder(BaseDatasetBuilder):
 
     train_dataset_cls = CaptionDataset
     eval_dataset_cls = CaptionEvalDataset
-    DATASET_CONFIG_DICT = {"default": "configs/datasets/shapes_caption/default.yaml"}
 
     @property
     def storage(self) -> Path:

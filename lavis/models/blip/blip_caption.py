@@ -11,7 +11,7 @@ Model types: ``tiny`` (random init, a few layers, in-repo vocabulary; for tests 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -56,12 +56,6 @@ class BlipCaption(BaseModel):
         max_txt_len: captions are truncated to this many tokens (``[CLS]`` and ``[SEP]`` included).
         label_smoothing: of the caption cross entropy.
     """
-
-    PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {
-        "tiny": "configs/models/blip_caption/tiny.yaml",
-        "base_coco": "configs/models/blip_caption/base_coco.yaml",
-        "large_coco": "configs/models/blip_caption/large_coco.yaml",
-    }
 
     def __init__(
         self,
