@@ -24,7 +24,7 @@ from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
 
 TOP_LEVEL_KEYS = ("model", "datasets", "run")
-DATASET_KEYS = {"type", "data_type", "build_info", "vis_processor", "text_processor"}
+DATASET_KEYS = {"type", "build_info", "vis_processor", "text_processor"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,11 +162,7 @@ def _validate_model(model: Any, problems: list[str]) -> None:
         return
     if not _check_registry_name(problems, "model.arch", "models", model["arch"]):
         return
-    model_cls = registry.get_model_class(model["arch"])
-    valid = model_cls.config_keys()
-    for key in model:
-        if key not in valid:
-            problems.append(_unknown_key("model", key, valid))
+    problems.extend(registry.get_model_class(model["arch"]).validate_config(model))
 
 
 def _validate_datasets(datasets: Any, problems: list[str]) -> None:
@@ -181,10 +177,11 @@ def _validate_datasets(datasets: Any, problems: list[str]) -> None:
             problems.append(f"{where}: must be a mapping")
             continue
         builder_cls = registry.get_builder_class(name)
-        valid = DATASET_KEYS | set(getattr(builder_cls, "extra_config_keys", ()))
+        valid = DATASET_KEYS | set(builder_cls.extra_config_keys)
         for key in dcfg:
             if key not in valid:
                 problems.append(_unknown_key(where, key, valid))
+        problems.extend(builder_cls.validate_config(dcfg, where))
         for section in ("vis_processor", "text_processor"):
             procs = dcfg.get(section) or {}
             if not isinstance(procs, dict):

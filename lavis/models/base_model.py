@@ -68,6 +68,9 @@ class BaseModel(nn.Module):
     """Base of every registered model."""
 
     PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {}
+    #: constructor arguments that are blocks of a transformers config class, checked key by key
+    #: with the rest of the config: ``{"vision_config": "transformers:BlipVisionConfig"}``
+    NESTED_CONFIGS: ClassVar[dict[str, str]] = {}
 
     # -- configuration --------------------------------------------------------------------------
     @classmethod
@@ -90,6 +93,25 @@ class BaseModel(nn.Module):
     def init_arg_names(cls) -> set[str]:
         """Names a ``model`` config block may set besides the reserved keys."""
         return init_arg_names(cls)
+
+    @classmethod
+    def validate_config(cls, cfg: Mapping[str, Any]) -> list[str]:
+        """Every problem of a merged ``model`` block as ``model.key: what``, found before anything is
+        built: unknown keys, constructor arguments of the wrong type (from the ``__init__``
+        annotations) and bad keys or values in the nested transformers config blocks named by
+        ``NESTED_CONFIGS``."""
+        from lavis.common.registry import _resolve
+        from lavis.common.schema import check_call_arguments, check_hf_config, unknown_key
+
+        valid = cls.config_keys()
+        problems = [unknown_key("model", str(k), valid) for k in cfg if k not in valid]
+        names = cls.init_arg_names()
+        problems += check_call_arguments({k: v for k, v in cfg.items() if k in names}, cls.__init__, "model")
+        for key, path in cls.NESTED_CONFIGS.items():
+            block = cfg.get(key)
+            if isinstance(block, Mapping):
+                problems += check_hf_config(block, _resolve(path), f"model.{key}")
+        return problems
 
     @classmethod
     def config_keys(cls) -> set[str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from lavis.common.errors import UnknownNameError
 from lavis.common.paths import package_path
+from lavis.common.schema import check_mapping
 from lavis.processors.base_processor import BaseProcessor, build_processor
 
 
@@ -26,6 +27,11 @@ class BaseDatasetBuilder:
     """
 
     DATASET_CONFIG_DICT: ClassVar[dict[str, str]] = {}
+    #: a dataclass describing ``build_info`` (nested dataclasses for nested blocks); config
+    #: validation checks keys and types against it before anything is built or downloaded
+    build_info_schema: ClassVar[type | None] = None
+    #: keys of the data set block besides ``type``, ``build_info`` and the processors
+    extra_config_keys: ClassVar[tuple[str, ...]] = ()
     train_dataset_cls: ClassVar[type[Dataset] | None] = None
     eval_dataset_cls: ClassVar[type[Dataset] | None] = None
 
@@ -44,6 +50,24 @@ class BaseDatasetBuilder:
     def default_config(cls, type: str = "default") -> DictConfig:
         """The shipped YAML of ``type``: ``{"datasets": {name: {...}}}``."""
         return OmegaConf.load(cls.default_config_path(type))
+
+    @classmethod
+    def validate_config(cls, cfg: Mapping[str, Any], dotted: str) -> list[str]:
+        """Problems of this data set's merged config block (``dotted`` is ``datasets.<name>``):
+        ``build_info`` against :attr:`build_info_schema`, then :meth:`check_build_info`."""
+        if cls.build_info_schema is None:
+            return []
+        info = cfg.get("build_info")
+        if not isinstance(info, Mapping):
+            return [f"{dotted}.build_info: missing or not a mapping; {cls.__name__} reads it "
+                    f"(see its shipped YAML under lavis/configs/datasets/)"]
+        problems = check_mapping(info, cls.build_info_schema, f"{dotted}.build_info")
+        return problems or cls.check_build_info(info, f"{dotted}.build_info")
+
+    @classmethod
+    def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
+        """Value checks of a well-typed ``build_info`` beyond its schema; none by default."""
+        return []
 
     def build_processors(self) -> None:
         """Build ``vis_processors`` and ``text_processors`` for ``train`` and ``eval`` from the config."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
 
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
@@ -21,6 +23,23 @@ def resolve_storage(path: str | Path) -> Path:
     return p if p.is_absolute() else cache_root() / p
 
 
+@dataclass
+class SplitFiles:
+    """One split's files, relative to ``build_info.storage``."""
+
+    storage: str  # the annotation JSON
+    gt: Optional[str] = None  # COCO-format ground truth, required for evaluation splits
+
+
+@dataclass
+class ShapesBuildInfo:
+    """``build_info`` of ``shapes_caption``."""
+
+    storage: str  # folder of the generated data; relative paths lie under the cache root
+    generator: ShapesConfig = field(default_factory=ShapesConfig)
+    annotations: Dict[str, SplitFiles] = field(default_factory=dict)
+
+
 @registry.register_builder("shapes_caption")
 class ShapesCaptionBuilder(BaseDatasetBuilder):
     """The synthetic shapes captioning data set, generated into ``build_info.storage`` on first use.
@@ -33,6 +52,21 @@ class ShapesCaptionBuilder(BaseDatasetBuilder):
 
     train_dataset_cls = CaptionDataset
     eval_dataset_cls = CaptionEvalDataset
+    build_info_schema = ShapesBuildInfo
+
+    @classmethod
+    def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
+        """The generator parameters make a valid data set; evaluation splits name their ground truth."""
+        problems = []
+        try:
+            ShapesConfig.from_mapping(build_info.get("generator"), where=f"{dotted}.generator")
+        except ConfigError as e:
+            problems += [p if p.startswith(dotted) else f"{dotted}.generator.{p}" for p in e.problems]
+        for split, files in (build_info.get("annotations") or {}).items():
+            if split != "train" and not files.get("gt"):
+                problems.append(f"{dotted}.annotations.{split}.gt: missing; evaluation splits need the COCO-format "
+                                "ground truth file (e.g. captions/val_gt.json)")
+        return problems
 
     @property
     def storage(self) -> Path:

@@ -11,7 +11,7 @@ Model types: ``tiny`` (random init, a few layers, in-repo vocabulary; for tests 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,11 @@ class BlipCaption(BaseModel):
         max_txt_len: captions are truncated to this many tokens (``[CLS]`` and ``[SEP]`` included).
         label_smoothing: of the caption cross entropy.
     """
+
+    NESTED_CONFIGS: ClassVar[dict[str, str]] = {
+        "vision_config": "transformers:BlipVisionConfig",
+        "text_config": "transformers:BlipTextConfig",
+    }
 
     def __init__(
         self,

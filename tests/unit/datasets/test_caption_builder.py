@@ -30,7 +30,6 @@ def test_registered_under_its_name() -> None:
 def test_default_config() -> None:
     cfg = ShapesCaptionBuilder.default_config()
     d = cfg.datasets.shapes_caption
-    assert d.data_type == "images"
     assert d.build_info.storage == "shapes/default"
     assert d.build_info.generator.seed == 0 and d.build_info.generator.image_size == 64
     assert set(d.build_info.annotations) == {"train", "val", "test"}
