@@ -15,6 +15,7 @@ import torch
 
 from lavis.common.registry import registry
 from lavis.models import load_model
+from lavis.models.base_model import TASK_METHOD_NAMES
 
 ARCHS = registry.list_models()
 CAPTIONS = [
@@ -25,15 +26,11 @@ CAPTIONS = [
 
 
 @pytest.fixture(autouse=True)
-def _offline_one_thread(monkeypatch):
+def _offline_one_thread(monkeypatch, one_thread):
     # tiny types must never touch the network (their tokenizer is in the repo)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    # tiny batches: one thread is as fast and does not collapse when other processes share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 def image_size(arch: str) -> int:
@@ -82,10 +79,17 @@ def test_tiny_forward_backward(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_tiny_generate(arch):
-    model = load_model(arch, "tiny", is_eval=True)
-    if not hasattr(model, "generate"):
-        pytest.skip(f"{arch} does not generate")
+def test_declared_task_methods_are_exactly_those_the_class_has(arch):
+    cls = registry.get_model_class(arch)
+    unknown = set(cls.TASK_METHODS) - set(TASK_METHOD_NAMES)
+    assert not unknown, f"{arch}.TASK_METHODS names {unknown}; known task methods: {TASK_METHOD_NAMES}"
+    has = {m for m in TASK_METHOD_NAMES if callable(getattr(cls, m, None))}
+    assert has == set(cls.TASK_METHODS), f"{arch} has task methods {sorted(has)} but declares {cls.TASK_METHODS}"
+    missing_checks = set(cls.TASK_METHODS) - set(TASK_METHOD_CHECKS)
+    assert not missing_checks, f"add a check for {missing_checks} to TASK_METHOD_CHECKS in this file"
+
+
+def check_generate(arch: str, model) -> None:
     params = inspect.signature(model.generate).parameters
     samples = make_samples(arch, 2)
     del samples["text_input"]
@@ -101,3 +105,15 @@ def test_tiny_generate(arch):
             assert isinstance(c, str) and c == c.strip() and c
             # every generated token adds at most one word; max_length counts the prompt
             assert len(c.split()) <= 12 - prompt_len, c
+
+
+TASK_METHOD_CHECKS = {"generate": check_generate}
+
+
+@pytest.mark.parametrize(
+    "arch, method",
+    [(a, m) for a in ARCHS for m in registry.get_model_class(a).TASK_METHODS],
+)
+def test_tiny_task_methods(arch, method):
+    model = load_model(arch, "tiny", is_eval=True)
+    TASK_METHOD_CHECKS[method](arch, model)

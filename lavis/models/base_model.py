@@ -56,6 +56,10 @@ class ConvertedStateDict(dict):
         self.original_name = original_name
 
 
+#: methods through which tasks use a model besides ``forward``
+TASK_METHOD_NAMES = ("generate", "predict_answers", "extract_features", "predict_class")
+
+
 @dataclass
 class ModelOutput:
     """What ``forward`` returns: ``loss`` (a scalar) plus named extra tensors for logging."""
@@ -68,6 +72,9 @@ class BaseModel(nn.Module):
     """Base of every registered model."""
 
     PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {}
+    #: the task methods this arch offers, from :data:`TASK_METHOD_NAMES`; the registry-wide test
+    #: runs exactly these on the ``tiny`` type and fails if the class has one it does not declare
+    TASK_METHODS: ClassVar[tuple[str, ...]] = ()
     #: constructor arguments that are blocks of a transformers config class, checked key by key
     #: with the rest of the config: ``{"vision_config": "transformers:BlipVisionConfig"}``
     NESTED_CONFIGS: ClassVar[dict[str, str]] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -13,8 +13,12 @@ class BaseProcessor:
     """Base of every registered processor: ``__call__(item)`` and ``from_config(cfg)``.
 
     ``from_config`` passes each key of the config (except ``name``) to ``__init__``; defaults live
-    in the ``__init__`` signature only.
+    in the ``__init__`` signature only. ``modality`` says what one item is (``image``: a PIL
+    image or a path; ``text``: a string; ``video``: a path), so that generic code and the
+    registry-wide test can feed it.
     """
+
+    modality: ClassVar[str] = "any"
 
     def __call__(self, item: Any) -> Any:
         return item

@@ -58,6 +58,8 @@ def _check_norm(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[floa
 class BlipImageBaseProcessor(BaseProcessor):
     """Shared part of the BLIP image processors: RGB loading and normalization."""
 
+    modality = "image"
+
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]):
         if int(image_size) <= 0:
             raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
@@ -117,6 +119,8 @@ class BlipCaptionProcessor(BaseProcessor):
     """Captions: :func:`clean_text` with ``max_words``, then ``prompt`` prepended as is
     (``prompt="a picture of "`` gives ``"a picture of a red circle"``)."""
 
+    modality = "text"
+
     def __init__(self, prompt: str = "", max_words: int = 50):
         if int(max_words) <= 0:
             raise ValueError(f"max_words must be positive, got {max_words}")
@@ -132,6 +136,8 @@ class BlipCaptionProcessor(BaseProcessor):
 @registry.register_processor("blip_question")
 class BlipQuestionProcessor(BaseProcessor):
     """Questions: :func:`clean_text` with ``max_words`` (``"?"`` is kept)."""
+
+    modality = "text"
 
     def __init__(self, max_words: int = 50):
         if int(max_words) <= 0:

@@ -57,6 +57,7 @@ class BlipCaption(BaseModel):
         label_smoothing: of the caption cross entropy.
     """
 
+    TASK_METHODS = ("generate",)
     NESTED_CONFIGS: ClassVar[dict[str, str]] = {
         "vision_config": "transformers:BlipVisionConfig",
         "text_config": "transformers:BlipTextConfig",

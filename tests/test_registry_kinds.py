@@ -1,0 +1,110 @@
+"""Every registered name of every kind works, not models only: processors process an item of
+their modality, builders build every split of a fixture and give a batch, LR schedules give
+sane rates. A new entry is tested the moment it is registered; one without a fixture here
+fails with a message that says what to add."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from lavis.common.config import Config
+from lavis.common.registry import registry
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    yield
+
+
+# -- processors ---------------------------------------------------------------------------------
+def _image() -> Image.Image:
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(48, 80, 3, generator=g) * 255).to(torch.uint8).numpy()
+    return Image.fromarray(pixels)
+
+
+def check_image_output(proc, out: Any) -> None:
+    size = proc.image_size
+    assert isinstance(out, torch.Tensor) and out.shape == (3, size, size) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.std() > 0
+
+
+def check_text_output(proc, out: Any) -> None:
+    assert isinstance(out, str) and out == out.strip() and "red circle" in out and "!" not in out
+
+
+SAMPLES: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], None]]] = {
+    "image": (_image, check_image_output),
+    "text": (lambda: "  A RED   circle!  ", check_text_output),
+}
+
+
+@pytest.mark.parametrize("name", registry.list_processors())
+def test_every_processor_processes_an_item_of_its_modality(name):
+    cls = registry.get_processor_class(name)
+    assert cls.modality in SAMPLES, f"processor {name} has modality {cls.modality!r}; add a sample for it to SAMPLES"
+    make, check = SAMPLES[cls.modality]
+    proc = cls.from_config({"name": name})
+    check(proc, proc(make()))
+
+
+# -- dataset builders ---------------------------------------------------------------------------
+def shapes_caption_fixture(tmp_path: Path) -> dict:
+    return {"build_info": {"storage": str(tmp_path / "shapes"),
+                           "generator": {"image_size": 32, "num_train": 4, "num_val": 2, "num_test": 2}}}
+
+
+#: a builder name -> its config overrides on small fixture files (written under tmp_path)
+BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {"shapes_caption": shapes_caption_fixture}
+
+
+@pytest.mark.parametrize("name", registry.list_datasets())
+def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path):
+    assert name in BUILDER_FIXTURES, f"builder {name} has no fixture; add one to BUILDER_FIXTURES in this file"
+    cls = registry.get_builder_class(name)
+    types = sorted(cls.DATASET_CONFIG_DICT)
+    assert types, f"builder {name} ships no YAML under lavis/configs/datasets/{name}/"
+    for dtype in types:
+        shipped = cls.default_config(dtype).datasets[name]
+        cfg = OmegaConf.merge(shipped, BUILDER_FIXTURES[name](tmp_path / dtype))
+        assert cls.validate_config(OmegaConf.to_container(cfg, resolve=True), f"datasets.{name}") == []
+        splits = cls(cfg).build_datasets()
+        assert splits and set(splits) == set(cfg.build_info.annotations)
+        for split, dataset in splits.items():
+            assert len(dataset) > 0, (name, dtype, split)
+            batch = dataset.collater([dataset[i] for i in range(min(2, len(dataset)))])
+            assert isinstance(batch, dict) and batch, (name, split)
+            for value in batch.values():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    assert torch.isfinite(value).all()
+
+
+def test_every_shipped_dataset_yaml_validates():
+    for name in registry.list_datasets():
+        for dtype in registry.get_builder_class(name).DATASET_CONFIG_DICT:
+            cfg = {"datasets": {name: {"type": dtype}}, "run": {"task": "captioning"}}
+            Config.from_dict(cfg)  # raises ConfigError naming every problem
+
+
+# -- LR schedulers ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", registry.list_lr_schedulers())
+def test_every_lr_schedule_warms_up_then_stays_within_bounds(name):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = registry.get_lr_scheduler_class(name)(
+        opt, init_lr=1e-3, min_lr=1e-5, warmup_lr=1e-6, warmup_steps=4, total_steps=40, steps_per_epoch=10,
+        decay_rate=0.5,
+    )
+    rates = [sched.lr_at(step) for step in range(40)]
+    assert all(math.isfinite(r) for r in rates)
+    assert rates[0] == pytest.approx(1e-6) and rates[4] == pytest.approx(1e-3)
+    assert rates[:5] == sorted(rates[:5])  # linear warm-up rises
+    assert all(1e-5 - 1e-12 <= r <= 1e-3 + 1e-12 for r in rates[4:])
+    assert opt.param_groups[0]["lr"] == pytest.approx(rates[0])  # applied at construction
