@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lavis.common.checkpoint import safe_torch_load  # noqa: E402
 from tests.toy.cli import events, finish, start, write_config  # noqa: E402
 
+pytestmark = pytest.mark.dist
+
 RUN = {"runner": "runner_epoch", "max_epoch": 2, "toy_n_train": 96, "toy_n_valid": 33, "toy_n_test": 31,
        "toy_dropout": 0.0, "toy_record_eval_ids": True, "check_replicas_every": 1, "save_every_iters": 4}
 

@@ -61,6 +61,7 @@ def test_demo_pipeline_learns(tmp_path, data_root):
     assert len(results) == 31 and all(r["caption"] for r in results)
 
 
+@pytest.mark.dist
 def test_torchrun_two_processes(tmp_path, data_root):
     out = tmp_path / "ddp"
     cfg = write_cfg(tmp_path / "exp.yaml", data_root, 40, {

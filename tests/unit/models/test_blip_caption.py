@@ -308,8 +308,7 @@ def test_bad_config_keys_are_named():
         BlipCaption.from_pretrained("tiny", vision_config={"hiden_size": 64})
 
 
-@pytest.mark.skipif(not os.environ.get("LAVIS_SLOW_TESTS"),
-                    reason="builds the 224M-parameter base model; set LAVIS_SLOW_TESTS=1")
+@pytest.mark.slow  # builds the 224M-parameter base model
 def test_base_coco_random_init_builds():
     m = BlipCaption.from_pretrained(
         "base_coco", load_finetuned=False, load_pretrained=False, tokenizer="assets/tokenizers/tiny",
