@@ -2,8 +2,10 @@
 
     python benchmarks/import_time.py [--repeat 5]
 
-Prints the best of N fresh interpreters for: a bare interpreter, ``import lavis``,
-``import torch`` and ``import transformers``, and the ratio of each to ``import lavis``.
+Prints the best of N fresh interpreters for: a bare interpreter, ``import lavis``, listing
+registry names (which must import nothing heavy), looking up one model (which imports its family,
+so torch and transformers), ``import torch`` and ``import transformers``, and the ratio of each to
+``import lavis``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ CASES = {
     "python -c pass": "pass",
     "import lavis": "import lavis",
     "import lavis; registry.list_models()": "import lavis; lavis.registry.list_models()",
+    "import lavis; list every kind": "import lavis; [r.names() for r in lavis.registry.kinds.values()]",
+    "import lavis; get_model_class(blip_caption)": "import lavis; lavis.registry.get_model_class('blip_caption')",
     "import torch": "import torch",
     "import transformers": "import transformers",
 }
