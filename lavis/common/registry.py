@@ -38,7 +38,7 @@ def init_arg_names(cls: type) -> set[str]:
     """Names of ``cls.__init__``'s named parameters: the keys a config block may pass to it."""
     import inspect
 
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(getattr(cls, "__init__")).parameters
     return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 

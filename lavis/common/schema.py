@@ -17,6 +17,22 @@ from typing import Any, Iterable, Mapping
 from lavis.common.errors import describe_unknown
 
 
+def plain_dict(cfg: Any) -> dict[str, Any]:
+    """A config block (``DictConfig``, mapping or ``None``) as a plain ``dict`` with interpolations
+    resolved; anything else is a ``TypeError`` naming what it got."""
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        DictConfig = ()  # type: ignore[assignment,misc]
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"expected a mapping of config keys, got {type(cfg).__name__}")
+    return {str(k): v for k, v in cfg.items()}
+
+
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
@@ -166,6 +182,7 @@ def check_call_arguments(values: Mapping[str, Any], func: Any, dotted: str) -> l
 
 
 __all__ = [
+    "plain_dict",
     "type_name",
     "matches",
     "unknown_key",
@@ -190,7 +207,7 @@ def check_hf_config(values: Mapping[str, Any], config_cls: type, dotted: str) ->
         except Exception:  # an annotation that does not resolve: leave that class's hints out
             continue
     params = {
-        n for n, p in inspect.signature(config_cls.__init__).parameters.items()
+        n for n, p in inspect.signature(getattr(config_cls, "__init__")).parameters.items()
         if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     }
     try:

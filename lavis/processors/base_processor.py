@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lavis.common.registry import init_arg_names
+from lavis.common.schema import plain_dict
 
 
 class BaseProcessor:
@@ -29,11 +30,7 @@ class BaseProcessor:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig | None = None) -> "BaseProcessor":
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        return cls(**{k: v for k, v in dict(cfg).items() if k != "name"})
+        return cls(**{k: v for k, v in plain_dict(cfg).items() if k != "name"})
 
 
 def build_processor(cfg: Mapping[str, Any] | DictConfig | None) -> BaseProcessor:

@@ -49,7 +49,9 @@ class BaseDatasetBuilder:
     @classmethod
     def default_config(cls, type: str = "default") -> DictConfig:
         """The shipped YAML of ``type``: ``{"datasets": {name: {...}}}``."""
-        return OmegaConf.load(cls.default_config_path(type))
+        cfg = OmegaConf.load(cls.default_config_path(type))
+        assert isinstance(cfg, DictConfig), cls.default_config_path(type)
+        return cfg
 
     @classmethod
     def validate_config(cls, cfg: Mapping[str, Any], dotted: str) -> list[str]:

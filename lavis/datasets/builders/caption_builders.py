@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from lavis.common.errors import ConfigError, UnknownNameError
 from lavis.common.paths import cache_root
 from lavis.common.registry import registry
+from lavis.common.schema import plain_dict
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.torch_datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
 from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated
@@ -80,7 +80,7 @@ class ShapesCaptionBuilder(BaseDatasetBuilder):
     def generator_config(self) -> ShapesConfig:
         """The generator parameters from ``build_info.generator``."""
         section = self.config.build_info.get("generator")
-        params = OmegaConf.to_container(section, resolve=True) if section is not None else {}
+        params = plain_dict(section)
         return ShapesConfig.from_mapping(params, where="build_info.generator")
 
     def prepare(self) -> None:
