@@ -275,6 +275,9 @@ class _RegistryFacade:
             "LR scheduler", "lavis.common.optim:LRScheduler", decorator="register_lr_scheduler",
             attr="lr_schedulers", locations=("lavis.common.optim",),
         )
+        self.rewards: Registry[Callable[..., Any]] = Registry(
+            "reward", None, decorator="register_reward", attr="rewards", locations=("lavis.rewards",),
+        )
         self.kinds: dict[str, Registry[Any]] = {
             "models": self.models,
             "processors": self.processors,
@@ -282,6 +285,7 @@ class _RegistryFacade:
             "tasks": self.tasks,
             "runners": self.runners,
             "lr_schedulers": self.lr_schedulers,
+            "rewards": self.rewards,
         }
 
     def add_kind(self, attr: str, registry: Registry[Any]) -> Registry[Any]:
@@ -357,6 +361,16 @@ class _RegistryFacade:
 
     def list_lr_schedulers(self) -> list[str]:
         return self.lr_schedulers.names()
+
+    # reward functions (RL post-training)
+    def register_reward(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self.rewards.register(name)
+
+    def get_reward(self, name: str) -> Callable[..., Any]:
+        return self.rewards.get(name)
+
+    def list_rewards(self) -> list[str]:
+        return self.rewards.names()
 
 
 registry = _RegistryFacade()

