@@ -148,8 +148,11 @@ def check_hub_file(path: Path, source: WeightSource, filename: str, fix: str) ->
     if problems:
         raise WeightsIntegrityError("; ".join(problems) + f". {fix}")
     if rec.get("mtime") != path.stat().st_mtime:  # hashed just now and fine (e.g. downloaded again): keep checks cheap
-        record(path, url=rec.get("url") or hub_url(source.location, filename, commit), sha256=rec["sha256"],
-               size=path.stat().st_size, revision=commit or rec.get("revision"))
+        try:
+            record(path, url=rec.get("url") or hub_url(source.location, filename, commit), sha256=rec["sha256"],
+                   size=path.stat().st_size, revision=commit or rec.get("revision"))
+        except OSError as e:  # a read-only pre-filled cache still works, it is just hashed on each use
+            log.warning("could not update the record of %s: %s", path, e)
 
 
 # -- fetching --------------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, model):
     assert marker.is_dir()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
 def test_plain_pickle_with_a_global_is_refused_as_unsafe(tmp_path):
     """A pickle made with ``pickle`` (protocol 4 framing, not ``torch.save``) that references code."""
     import pickle
