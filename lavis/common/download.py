@@ -12,7 +12,12 @@ through ``huggingface_hub``, which has its own cache.
 - :func:`cached_file` maps a URL to ``cache_root()/<subdir>/<file name>``, downloads it when it is
   missing and records its sha256, size and source in the cache's manifest (``manifest.json``).
   Every later use checks the file against the pinned values or that record (cheaply: the hash is
-  recomputed only when size or mtime changed); a file that does not match is never used.
+  recomputed only when size or mtime changed). A file that does not match is never used: online
+  it is moved aside to ``<name>.corrupt`` (with a warning naming it and what was wrong) and
+  downloaded again; offline it is an error naming the command that fetches it.
+
+This is the only module that speaks HTTP. Its callers: :mod:`lavis.zoo.fetch` (model weights
+from checkpoint URLs) and :mod:`lavis.datasets.download.steps` (data set files).
 
 Settings (environment variables):
 
@@ -38,14 +43,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from lavis.common.errors import LavisError
 from lavis.common.io import fsync_dir
-from lavis.common.manifest import forget, lookup, manifest_path, manifest_records, normalize_sha256, record  # noqa: F401
+from lavis.common.manifest import (  # noqa: F401  (re-exported: the cache's API is used from here)
+    Problem,
+    file_problems,
+    forget,
+    lookup,
+    manifest_path,
+    manifest_records,
+    normalize_sha256,
+    record,
+    sha256_file,
+    verify_file,
+)
 from lavis.common.paths import cache_root
 
 __all__ = [
@@ -76,12 +91,14 @@ class DownloadError(LavisError):
 
 
 class IntegrityError(LavisError):
-    """A file whose size or sha256 is not the expected one (pinned, or recorded in the manifest)."""
+    """A file whose size or sha256 is not the expected one (pinned, or recorded in the manifest).
+
+    ``fetch_hint`` is set when the message already names the command that fixes it."""
 
     def __init__(self, message: str, *, path: Path | None = None, expected: str | int | None = None,
-                 actual: str | int | None = None):
+                 actual: str | int | None = None, fetch_hint: str | None = None):
         super().__init__(message)
-        self.path, self.expected, self.actual = path, expected, actual
+        self.path, self.expected, self.actual, self.fetch_hint = path, expected, actual, fetch_hint
 
 
 class OfflineError(LavisError):
@@ -124,15 +141,6 @@ def mirror_url(url: str) -> str:
     if parts.query:
         rest += "?" + parts.query
     return f"{base}/{rest}"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, as 64 lower-case hex digits."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _url_basename(url: str) -> str:
@@ -389,23 +397,17 @@ def _locked(dest: Path) -> Iterator[None]:
         lock.release()
 
 
-def _raise_if_wrong(path: Path, sha256: str | None, size: int | None, full: bool, *, advice: str) -> None:
-    problems = _problems(path, sha256, size, full=full)
-    if problems:
-        p = problems[0]
-        raise IntegrityError(f"{'; '.join(str(q) for q in problems)}. {advice}", path=path,
-                             expected=p.expected, actual=p.actual)
-
-
 def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
                  retries: int = 5, backoff: float = 0.5, timeout: float = 30.0, progress: bool = True,
                  fetch_hint: str | None = None) -> Path:
     """Fetch ``url`` (through :func:`mirror_url`) to ``dest`` and return ``dest``.
 
     An existing ``dest`` is returned as it is, after checking it against the given ``size``/``sha256``,
-    else against its manifest record if it has one (delete it to download again); this is also how
-    processes that waited on the lock while another one downloaded get the file, and why offline
-    mode raises :class:`OfflineError` only when ``dest`` is missing. ``retries`` is the number of
+    else against its manifest record if it has one; this is also how processes that waited on the
+    lock while another one downloaded get the file, and why offline mode raises
+    :class:`OfflineError` only when ``dest`` is missing. An existing ``dest`` that fails the check
+    is damaged: online it is moved to ``<dest>.corrupt`` and downloaded again; offline it raises
+    :class:`IntegrityError` naming ``fetch_hint``. ``retries`` is the number of
     further tries after a transient failure, waiting ``backoff * 2**k`` seconds (capped at 60 s); a
     try that got more bytes than any before resets the count. A finished download whose size or
     sha256 is wrong is deleted and fetched once more from zero; wrong again raises
@@ -416,17 +418,22 @@ def download_url(url: str, dest: str | os.PathLike, *, sha256: str | None = None
     """
     dest = Path(dest)
     sha256 = normalize_sha256(sha256)
-    advice = f"Delete {dest} to download it again, or update the pinned value if the file really changed."
+    hint = fetch_hint or _generic_hint_download(url, dest)
     if dest.exists():
-        _raise_if_wrong(dest, sha256, size, full=False, advice=advice)
-        return dest
-    if is_offline():
-        raise _offline_error(dest, url, fetch_hint or _generic_hint_download(url, dest))
+        problems = file_problems(dest, sha256, size, full=False)
+        if not problems:
+            return dest
+        if is_offline():
+            raise _damaged_offline_error(dest, problems, hint)
+    elif is_offline():
+        raise _offline_error(dest, url, hint)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
-        if dest.exists():  # another process finished it while this one waited
-            _raise_if_wrong(dest, sha256, size, full=False, advice=advice)
-            return dest
+        if dest.exists():  # damaged, or another process finished it while this one waited
+            problems = file_problems(dest, sha256, size, full=False)
+            if not problems:
+                return dest
+            _set_aside(dest, problems)
         _fetch(url, dest, sha256=sha256, size=size, retries=retries, backoff=backoff, timeout=timeout,
                progress=progress)
     return dest
@@ -455,46 +462,87 @@ def _offline_error(path: Path, url: str, hint: str) -> OfflineError:
 
 def cached_file(url: str, *, subdir: str = "models", filename: str | None = None, sha256: str | None = None,
                 size: int | None = None, fetch_hint: str | None = None, progress: bool = True, retries: int = 5,
-                backoff: float = 0.5, timeout: float = 30.0) -> Path:
+                backoff: float = 0.5, timeout: float = 30.0, force: bool = False) -> Path:
     """The cached copy of ``url``: ``cache_root()/subdir/(filename or the URL's file name)``.
 
     A cached file is checked against the pinned ``sha256``/``size`` when given, else against its
-    manifest record (hashing again only when its size or mtime changed); a mismatch raises
-    :class:`IntegrityError` and the file is neither used nor deleted. A file found without a
-    record (a cache filled by hand) is hashed and recorded on first use. A missing file raises
-    :class:`OfflineError` in offline mode (with ``fetch_hint``, the command that fetches it),
-    else is downloaded with :func:`download_url` (``retries``, ``backoff``, ``timeout`` and
-    ``progress`` mean what they mean there) and recorded in the manifest.
+    manifest record (hashing again only when its size or mtime changed). A file that fails the
+    check is never used: online it is moved to ``<name>.corrupt`` (a warning says which file and
+    what was wrong) and downloaded again; offline it raises :class:`IntegrityError` naming
+    ``fetch_hint``, the command that fetches it. A file found without a record (a cache filled by
+    hand) is hashed and recorded on first use. A missing file raises :class:`OfflineError` in
+    offline mode, else is downloaded with :func:`download_url` (``retries``, ``backoff``,
+    ``timeout`` and ``progress`` mean what they mean there) and recorded in the manifest.
+    ``force`` downloads again even when a good copy is cached (the old copy is replaced only once
+    the new one is complete and matches the pins); offline it raises :class:`OfflineError`.
     """
     sha256 = normalize_sha256(sha256)
     name = filename or _url_basename(url)
     path = cache_root() / subdir / name
-    if path.exists():
-        return _use_cached(path, url, sha256, size)
+    hint = fetch_hint or _generic_hint_cached(url, subdir, filename)
     if is_offline():
-        raise _offline_error(path, url, fetch_hint or _generic_hint_cached(url, subdir, filename))
+        if not path.exists():
+            raise _offline_error(path, url, hint)
+        if force:
+            raise OfflineError(f"downloading {path.name} again (force) needs the network, and {_offline_switch()} "
+                               f"forbids it. Turn offline mode off, or leave out the force option to use the cached "
+                               f"{path}.", path=path, fetch_hint=hint)
+    elif force and path.exists():
+        logger.info("downloading %s again (force); the cached copy stays until the new one is complete", path)
+    if path.exists() and not force:
+        problems = _cached_problems(path, url, sha256, size)
+        if not problems:
+            return _use_cached(path, url, sha256)
+        if is_offline():
+            raise _damaged_offline_error(path, problems, hint)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
-        if path.exists():
-            return _use_cached(path, url, sha256, size)
+        if path.exists() and not force:  # damaged, or another process fetched it while this one waited
+            problems = _cached_problems(path, url, sha256, size)
+            if not problems:
+                return _use_cached(path, url, sha256)
+            _set_aside(path, problems)
         actual = _fetch(url, path, sha256=sha256, size=size, retries=retries, backoff=backoff, timeout=timeout,
                         progress=progress)
         _record_quietly(path, url=url, sha256=actual, size=path.stat().st_size)
     return path
 
 
-def _use_cached(path: Path, url: str, sha256: str | None, size: int | None) -> Path:
+def _cached_problems(path: Path, url: str, sha256: str | None, size: int | None) -> list[Problem]:
+    """What is wrong with a cached file (cheap check); raises when the file belongs to another URL."""
     rec = lookup(path)
     if rec is not None and sha256 is None and rec.get("url") not in (None, url):
         raise IntegrityError(
             f"{path} was downloaded from {rec['url']}, not from {url}: two sources share this file name. Give one "
             f"of them a distinct file name or subdir, or delete {path} to download it again.", path=path,
             expected=url, actual=rec.get("url"))
-    _raise_if_wrong(path, sha256, size, full=False, advice=(
-        "The cached file was changed or corrupted after it was downloaded, so it is not used. Run "
-        f"`python -m lavis.zoo verify` to check every cached file, and delete {path} to download it again"
-        + (" (or update the pinned value if the published file really changed)."
-           if sha256 is not None or size is not None else ".")))
+    return file_problems(path, sha256, size, full=False)
+
+
+def _set_aside(path: Path, problems: list[Problem]) -> Path:
+    """Move a damaged cached file to ``<name>.corrupt`` (replacing an older one), forget its record, warn."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    forget(path)
+    logger.warning("%s is damaged (%s); moved it to %s and downloading it again", path,
+                   "; ".join(p.describe() for p in problems), aside)
+    return aside
+
+
+def _damaged_offline_error(path: Path, problems: list[Problem], hint: str) -> IntegrityError:
+    first = problems[0]
+    return IntegrityError(
+        f"{'; '.join(str(p) for p in problems)}. The cached file was changed, truncated or corrupted after it was "
+        f"downloaded, so it is not used, and {_offline_switch()} forbids fetching it again. Where the network is "
+        f"reachable, run:\n    {hint}\n(it moves the damaged file aside to {path.name}.corrupt and downloads it "
+        f"again), then copy {path} (and {manifest_path()}) here; or turn offline mode off. If the published file "
+        "really changed, update its pinned value instead.",
+        path=path, expected=first.expected, actual=first.actual, fetch_hint=hint)
+
+
+def _use_cached(path: Path, url: str, sha256: str | None) -> Path:
+    """A cached file that checked out: refresh its record when it is stale, and return it."""
+    rec = lookup(path)
     st = path.stat()
     stale = rec is None or rec.get("size") != st.st_size or rec.get("mtime") != st.st_mtime or (
         sha256 is not None and rec.get("sha256") != sha256) or rec.get("url") != url
@@ -509,52 +557,3 @@ def _record_quietly(path: Path, **kw) -> None:
         record(path, **kw)
     except OSError as e:  # a read-only pre-filled cache still works, just without a record
         logger.warning("could not record %s in %s: %s", path, manifest_path(), e)
-
-
-@dataclass(frozen=True)
-class _Problem:
-    path: Path
-    what: str  # "size" or "sha256" or "missing"
-    expected: str | int | None
-    actual: str | int | None
-    source: str
-
-    def __str__(self) -> str:
-        if self.what == "missing":
-            return f"{self.path}: missing"
-        unit = " bytes" if self.what == "size" else ""
-        return f"{self.path}: {self.what} is {self.actual}{unit}, expected {self.expected}{unit} ({self.source})"
-
-
-def _problems(path: Path, sha256: str | None, size: int | None, *, full: bool) -> list[_Problem]:
-    path = Path(path)
-    if not path.is_file():
-        return [_Problem(path, "missing", None, None, "")]
-    rec = lookup(path)
-    recorded = f"recorded in {manifest_path()} on {rec.get('recorded_at')} from {rec.get('url')}" if rec else ""
-    exp_size, size_src = (size, "pinned") if size is not None else (
-        (rec.get("size"), recorded) if rec else (None, ""))
-    exp_sha, sha_src = (sha256, "pinned") if sha256 is not None else (
-        (rec.get("sha256"), recorded) if rec else (None, ""))
-    st = path.stat()
-    if exp_size is not None and st.st_size != exp_size:
-        return [_Problem(path, "size", exp_size, st.st_size, size_src)]
-    if exp_sha is None:
-        return []
-    unchanged = rec is not None and rec.get("sha256") == exp_sha and rec.get("size") == st.st_size \
-        and rec.get("mtime") == st.st_mtime
-    if not full and unchanged:
-        return []
-    actual = sha256_file(path)
-    return [] if actual == exp_sha else [_Problem(path, "sha256", exp_sha, actual, sha_src)]
-
-
-def verify_file(path: Path, *, sha256: str | None = None, size: int | None = None, full: bool = True) -> list[str]:
-    """What is wrong with a cached file, one line each (empty list: nothing found wrong).
-
-    Compares with the pinned ``sha256``/``size`` when given, else with the file's manifest record.
-    A file with neither pinned values nor a record cannot be checked and gives an empty list
-    (see :func:`lookup`). ``full=False`` skips hashing when size and mtime equal the record's
-    (the cheap check done on every use); ``full=True`` always hashes.
-    """
-    return [str(p) for p in _problems(Path(path), normalize_sha256(sha256), size, full=full)]

@@ -32,17 +32,6 @@ RESERVED_MODEL_KEYS = frozenset(
 )
 
 
-def resolve_weights(url_or_path: str, owner: str) -> str:
-    """A local path for a checkpoint: paths pass through; a URL is fetched into the download cache
-    (``cache_root()/models/``) or found there, and checked against its pins or manifest record.
-
-    Offline with the file missing, the error names the file and the command that fetches it.
-    """
-    from lavis.zoo import resolve_location
-
-    return str(resolve_location(url_or_path, owner))
-
-
 class ConvertedStateDict(dict):
     """A state dict that ``convert_state_dict`` renamed from another layout.
 
@@ -128,18 +117,22 @@ class BaseModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig) -> "BaseModel":
-        """Build from a ``model`` config block and load the weights it asks for."""
+        """Build from a ``model`` config block and load the weights it asks for.
+
+        The weights are resolved once, before the network is built (fetched, or found missing with
+        the command that fetches them; see :func:`lavis.zoo.resolve.resolve_config_weights`), and
+        the local file is loaded with :meth:`load_checkpoint_file`.
+        """
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         cfg = dict(cfg)
-        from lavis.zoo import resolve_config_weights
+        from lavis.zoo.resolve import resolve_config_weights
 
-        # fetched (or found missing, with the command to fetch them) before the network is built
         weights = resolve_config_weights(cfg, cls.__name__)
         names = cls.init_arg_names()
         model = cls(**{k: v for k, v in cfg.items() if k in names})
         if weights is not None:
-            model.load_checkpoint(weights)
+            model.load_checkpoint_file(weights)
         return model
 
     @classmethod
@@ -150,36 +143,40 @@ class BaseModel(nn.Module):
         return cls.from_config(cfg)
 
     # -- weights --------------------------------------------------------------------------------
-    def load_checkpoint_from_config(self, cfg: Mapping[str, Any]) -> None:
-        """Load ``finetuned`` if ``load_finetuned``, else ``pretrained`` if ``load_pretrained``; the
-        Hub copy (``hf_repo``) of those weights is preferred over their URL (see :mod:`lavis.zoo`)."""
-        from lavis.zoo import resolve_config_weights
-
-        weights = resolve_config_weights(cfg, type(self).__name__)
-        if weights is not None:
-            self.load_checkpoint(weights)
-
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map a foreign checkpoint layout onto this model's keys; families override this."""
         return state_dict
 
     def load_checkpoint(self, url_or_filename: str | os.PathLike, strict: bool = True) -> None:
-        """Load weights from a local file (``.safetensors`` or a ``.pth``/``.bin`` state dict) or a
-        URL (downloaded into the cache, or found there; see :func:`resolve_weights`).
+        """Load weights from a local file or a URL.
+
+        A URL is resolved once (downloaded into ``cache_root()/models/``, or found there and
+        checked; see :func:`lavis.zoo.resolve.resolve_location`); the local file is then loaded
+        with :meth:`load_checkpoint_file`.
+        """
+        from lavis.zoo.resolve import resolve_location
+
+        path = resolve_location(url_or_filename, type(self).__name__)
+        source = str(url_or_filename)
+        self.load_checkpoint_file(path, strict=strict, source=source if source != str(path) else None)
+
+    def load_checkpoint_file(self, path: str | os.PathLike, strict: bool = True, *, source: str | None = None) -> None:
+        """Load weights from the local file ``path`` (``.safetensors``, or a ``.pth``/``.bin`` state dict).
 
         Pickles are read with ``weights_only=True``; a state dict stored under ``"model"`` is
         unwrapped and foreign layouts go through :meth:`convert_state_dict`. With ``strict`` (the
         default) missing or unexpected keys raise :class:`CheckpointError` listing both (also by
-        their names in the checkpoint's own layout when it was converted).
+        their names in the checkpoint's own layout when it was converted). ``source`` (the URL the
+        file came from) is named in messages.
         """
         from lavis.common.checkpoint import load_state_dict_file
 
-        path = resolve_weights(str(url_or_filename), type(self).__name__)
         state_dict = self.convert_state_dict(load_state_dict_file(path))
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if strict and (missing or unexpected):
+            where = f"{path} (from {source})" if source else str(path)
             msg = (
-                f"checkpoint {url_or_filename} does not fit {type(self).__name__}: "
+                f"checkpoint {where} does not fit {type(self).__name__}: "
                 f"missing keys {sorted(missing)}; unexpected keys {sorted(unexpected)}."
             )
             if isinstance(state_dict, ConvertedStateDict):

@@ -4,20 +4,24 @@
 >>> [e.name for e in entries()]                      # every arch and model type
 >>> download("blip_caption", "base_coco")            # weights (+ tokenizer files) into the caches
 
-Command line: ``python -m lavis.zoo list | download ARCH TYPE | verify [--print] | path ARCH TYPE
-| table --markdown`` (see ``python -m lavis.zoo --help``).
+Command line: ``python -m lavis.zoo list | download ARCH TYPE [--force] | download-url URL [--force]
+| verify [--print] | path ARCH TYPE | table --markdown`` (see ``python -m lavis.zoo --help``).
 
-Entries come from the model-type YAMLs (:mod:`lavis.zoo.entries`); files are fetched by
-:mod:`lavis.zoo.fetch` (Hub repos with ``huggingface_hub``, URLs with
-:mod:`lavis.common.download`) and checked by :mod:`lavis.zoo.verify`. ``import lavis.zoo`` is
-light: torch, transformers and huggingface_hub are imported when a file is fetched.
+The package is the one home of model weights:
+
+- :mod:`lavis.zoo.entries`: zoo entries and their weight sources, derived from the model-type YAMLs;
+- :mod:`lavis.zoo.resolve`: which local file holds the weights asked for (the only resolution step;
+  ``BaseModel.from_config`` and ``BaseModel.load_checkpoint`` call it once, then load the file);
+- :mod:`lavis.zoo.fetch`: getting weight files onto this machine (Hub repos with
+  ``huggingface_hub``, URLs with :mod:`lavis.common.download`), checking and repairing them;
+- :mod:`lavis.zoo.verify`: re-hashing the cache; :mod:`lavis.zoo.report`: listing and the table;
+- :mod:`lavis.zoo.model_zoo`: the ``model_zoo`` object (re-exported by :mod:`lavis.models`).
+
+``import lavis.zoo`` is light: torch, transformers and huggingface_hub are imported when a file is
+fetched.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any, Mapping
 
 from lavis.zoo.entries import (
     HF_WEIGHT_FILES,
@@ -31,105 +35,33 @@ from lavis.zoo.entries import (
     get_entry,
     is_url,
 )
+from lavis.zoo.model_zoo import ModelZoo, model_zoo
+from lavis.zoo.resolve import (
+    cached_path,
+    download,
+    resolve_config_weights,
+    resolve_location,
+    url_command,
+    weights_path,
+)
 
 __all__ = [
     "HF_WEIGHT_FILES",
     "PIN_KEYS",
+    "ModelZoo",
     "WeightSource",
     "ZooEntry",
-    "entries",
-    "get_entry",
+    "cached_path",
+    "default_sources",
     "download",
-    "weights_path",
+    "download_command",
+    "entries",
+    "entry_for_location",
+    "get_entry",
+    "is_url",
+    "model_zoo",
     "resolve_config_weights",
     "resolve_location",
-    "cached_path",
-    "download_command",
+    "url_command",
+    "weights_path",
 ]
-
-
-def cached_path(entry: ZooEntry) -> tuple[WeightSource, Path] | None:
-    """The first source of ``entry`` (preferred first) whose file is on this machine, and that file."""
-    from lavis.zoo.fetch import local_file
-
-    for source in entry.sources:
-        path = local_file(source)
-        if path is not None:
-            return source, path
-    return None
-
-
-def weights_path(arch: str, model_type: str, which: str = "auto", *, force: bool = False) -> Path | None:
-    """The local weight file of ``arch``/``model_type``, downloaded if needed; ``None`` for random init.
-
-    Args:
-        which: ``auto`` (the Hub first, then the URL), ``hf``, ``url`` or ``pretrained``.
-        force: download again even if cached.
-    """
-    from lavis.zoo.fetch import fetch
-
-    entry = get_entry(arch, model_type)
-    sources = entry.source(which)
-    if not sources:
-        if entry.random_init:
-            return None
-        raise ValueError(f"{entry.name} has no {which!r} source; it has: "
-                         f"{', '.join(s.describe() for s in entry.sources) or 'none'}")
-    return fetch(sources, owner=entry.name, hint=entry.download_command(), force=force)
-
-
-def download(
-    arch: str, model_type: str, which: str = "auto", *, force: bool = False, assets: bool = True
-) -> Path | None:
-    """Fetch what ``load_model(arch, model_type)`` needs, so that it later works offline.
-
-    That is the weight file (see :func:`weights_path`) and, with ``assets``, everything the
-    constructor downloads (the tokenizer files): the network is built once on the meta device,
-    which allocates nothing.
-
-    Returns:
-        The weight file, or ``None`` for a random-init type.
-    """
-    path = weights_path(arch, model_type, which, force=force)
-    if assets:
-        from lavis.zoo.report import build_skeleton
-
-        build_skeleton(get_entry(arch, model_type), offline_safe=False)
-    return path
-
-
-def resolve_config_weights(model_cfg: Mapping[str, Any], owner: str) -> Path | None:
-    """The local file of the weights a ``model`` config block loads (downloaded if needed).
-
-    ``None`` when the block asks for no weights (``load_finetuned``/``load_pretrained`` off, or
-    nothing to load). The Hub copy (``hf_repo``) is preferred over the original URL; a local path
-    given for ``finetuned``/``pretrained`` is used as it is.
-    """
-    from lavis.zoo.fetch import fetch
-
-    sources = default_sources(model_cfg)
-    if not sources:
-        return None
-    arch, model_type = model_cfg.get("arch"), model_cfg.get("model_type")
-    who = f"{arch} {model_type}" if arch and model_type else owner
-    which = "pretrained" if sources[0].role == "pretrained" and model_cfg.get("finetuned") else "auto"
-    return fetch(sources, owner=who, hint=download_command(arch, model_type, which))
-
-
-def resolve_location(url_or_path: str | os.PathLike, owner: str) -> Path:
-    """A local file for a checkpoint path or URL; a URL is downloaded into ``cache_root()/models/``.
-
-    A URL of a zoo entry is checked against that entry's pins; any URL against the manifest.
-    """
-    from lavis.zoo.fetch import fetch
-
-    text = str(url_or_path)
-    if not is_url(text):
-        return Path(text).expanduser()
-    hit = entry_for_location(text)
-    if hit is not None:
-        entry, source = hit
-        which = "pretrained" if source is entry.pretrained else "auto"
-        return fetch([source], owner=entry.name, hint=entry.download_command(which))
-    source = WeightSource(kind="url", location=text, role="checkpoint")
-    return fetch([source], owner=owner, hint=f"python -m lavis.zoo download-url {text}")

@@ -2,7 +2,7 @@
 
     python -m lavis.zoo list [--json]                 every entry, its sources and what is cached
     python -m lavis.zoo download ARCH TYPE [--source auto|hf|url|pretrained] [--force] [--no-assets]
-    python -m lavis.zoo download-url URL              any checkpoint URL into cache_root()/models/
+    python -m lavis.zoo download-url URL [--force]    any checkpoint URL into cache_root()/models/
     python -m lavis.zoo verify [--print]              re-hash cached files; --print: YAML pin lines
     python -m lavis.zoo path ARCH TYPE                 the cached weight file (exit 1 if not cached)
     python -m lavis.zoo table [--markdown]            the zoo table (docs/model_zoo.md)
@@ -32,12 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("model_type")
     dl.add_argument("--source", default="auto", choices=("auto", "hf", "url", "pretrained"),
                     help="auto: the Hub first, then the original URL (default); pretrained: the pre-trained weights")
-    dl.add_argument("--force", action="store_true", help="download again even if cached (a corrupt file)")
+    dl.add_argument("--force", action="store_true",
+                    help="download again even if a good copy is cached (a damaged copy is fetched again anyway)")
     dl.add_argument("--no-assets", action="store_true",
                     help="only the weight file, not the tokenizer files the model's constructor needs")
 
     du = sub.add_parser("download-url", help="fetch any checkpoint URL into cache_root()/models/")
     du.add_argument("url")
+    du.add_argument("--force", action="store_true",
+                    help="download again even if a good copy is cached (a damaged copy is fetched again anyway)")
 
     vf = sub.add_parser("verify", help="re-hash every cached file against its pins or manifest record")
     vf.add_argument("--print", dest="print_pins", action="store_true",
@@ -75,7 +78,7 @@ def _download(args: argparse.Namespace) -> int:
 def _download_url(args: argparse.Namespace) -> int:
     from lavis.zoo import resolve_location
 
-    print(resolve_location(args.url, owner=args.url))
+    print(resolve_location(args.url, owner=args.url, force=args.force))
     return 0
 
 

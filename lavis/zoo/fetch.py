@@ -1,5 +1,9 @@
-"""Get weight files onto this machine: Hub repos through ``huggingface_hub``, URLs through
-:mod:`lavis.common.download`.
+"""Get model weight files onto this machine and make sure they are intact: Hub repos through
+``huggingface_hub``, checkpoint URLs through :mod:`lavis.common.download` (the only HTTP code).
+
+Called by :mod:`lavis.zoo.resolve` (which decides *which* weights) and, for "is it cached?"
+questions that never touch the network (:func:`local_file`), by the listing, ``verify`` and
+``model_zoo``.
 
 Hub files live in Hugging Face's own cache (``HF_HOME`` / ``HF_HUB_CACHE``) and are fetched by
 ``hf_hub_download``, which resumes, honours ``HF_ENDPOINT`` and revisions; offline
@@ -9,6 +13,11 @@ later uses and ``python -m lavis.zoo verify`` can check it.
 
 URL files go to ``cache_root()/models/`` through :func:`lavis.common.download.cached_file`
 (mirror, resume, retries, lock, pins and manifest).
+
+A cached file that no longer matches its pins or record (truncated, changed) is never used.
+Online it is fetched again with a warning (a URL file is first moved aside to
+``<name>.corrupt``; a Hub file is downloaded again over its blob); offline it is an error that
+names the command that fetches it.
 """
 
 from __future__ import annotations
@@ -137,7 +146,13 @@ def check_hub_file(path: Path, source: WeightSource, filename: str, fix: str) ->
         raise WeightsIntegrityError(_mismatch_message(path, "sha256", source.sha256, rec.get("sha256"), fix))
     problems = verify_file(path, sha256=rec.get("sha256"), size=source.size or rec.get("size"), full=False)
     if problems:
-        raise WeightsIntegrityError(f"{path}: " + "; ".join(problems) + f". {fix}")
+        raise WeightsIntegrityError("; ".join(problems) + f". {fix}")
+    if rec.get("mtime") != path.stat().st_mtime:  # hashed just now and fine (e.g. downloaded again): keep checks cheap
+        try:
+            record(path, url=rec.get("url") or hub_url(source.location, filename, commit), sha256=rec["sha256"],
+                   size=path.stat().st_size, revision=commit or rec.get("revision"))
+        except OSError as e:  # a read-only pre-filled cache still works, it is just hashed on each use
+            log.warning("could not update the record of %s: %s", path, e)
 
 
 # -- fetching --------------------------------------------------------------------------------------
@@ -178,7 +193,18 @@ def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
                 f"could not fetch {filename} of the Hub repo {source.location} ({type(e).__name__}: "
                 f"{_first_sentence(e)})"
             ) from e
-        check_hub_file(Path(path), source, filename, fix)
+        try:
+            check_hub_file(Path(path), source, filename, fix)
+        except WeightsIntegrityError as e:
+            if cache_only or force:  # offline (name the command), or it was just downloaded afresh
+                raise
+            log.warning("%s; downloading %s of %s again", _first_sentence(e), filename, source.location)
+            try:
+                path = hf_hub_download(source.location, filename, revision=source.revision, force_download=True)
+            except Exception as again:
+                raise WeightsIntegrityError(f"{e} (downloading it again failed: {type(again).__name__}: "
+                                            f"{_first_sentence(again)})") from again
+            check_hub_file(Path(path), source, filename, fix)
         return Path(path)
     names = " or ".join(source.filenames)
     where = f"revision {source.revision}" if source.revision else "revision main"
@@ -197,20 +223,23 @@ def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
 
 
 def fetch_url(source: WeightSource, *, hint: str, force: bool = False) -> Path:
-    """The file of a URL source in ``cache_root()/models/``, downloaded if needed (pins checked)."""
-    if force:
-        path = url_cache_path(source.location)
-        if path.exists() and not is_offline():
-            path.unlink()
+    """The file of a URL source in ``cache_root()/models/``, downloaded if needed (pins checked).
+
+    A damaged cached copy is moved aside and fetched again online; offline it raises
+    :class:`WeightsIntegrityError` naming ``hint``. ``force`` downloads again even if a good copy is cached.
+    """
     try:
         return Path(
             cached_file(
-                source.location, subdir=MODELS_SUBDIR, sha256=source.sha256, size=source.size, fetch_hint=hint
+                source.location, subdir=MODELS_SUBDIR, sha256=source.sha256, size=source.size, fetch_hint=hint,
+                force=force,
             )
         )
     except OfflineError as e:
         raise WeightsOfflineError(f"{url_cache_path(source.location)} (from {source.location}) is not cached") from e
     except IntegrityError as e:
+        if e.fetch_hint:  # the message already names the command that fixes it
+            raise WeightsIntegrityError(str(e)) from e
         raise WeightsIntegrityError(f"{str(e).rstrip('.')}. {hint_fix(hint)}") from e
     except DownloadError as e:
         raise WeightsUnavailableError(str(e)) from e
@@ -231,7 +260,9 @@ def _first_sentence(error: BaseException) -> str:
 
 
 def hint_fix(hint: str) -> str:
-    return f"Fetch it again with `{hint} --force`, or fix the pinned value if the published file changed."
+    """What to do about a weight file that fails its check: the exact command that fetches it again."""
+    return (f"Fetch it again where the network is reachable with `{hint} --force`, or fix the pinned value if the "
+            "published file changed.")
 
 
 def fetch(sources: Sequence[WeightSource], *, owner: str, hint: str, force: bool = False) -> Path:
@@ -241,13 +272,19 @@ def fetch(sources: Sequence[WeightSource], *, owner: str, hint: str, force: bool
         sources: preferred first (see :func:`lavis.zoo.entries.default_sources`).
         owner: who needs the weights (``"blip_caption base_coco"``), for messages.
         hint: the exact command that downloads them (``python -m lavis.zoo download ARCH TYPE``).
-        force: download again even if cached (a corrupt file).
+        force: download again even if a good copy is cached (online only).
 
-    A source that cannot be reached is skipped for the next one; a file that fails its integrity
-    check stops everything (it is never used, and never silently replaced by another source).
+    A source that cannot be reached is skipped for the next one. A cached file that fails its
+    integrity check is fetched again from its own source when online; if that fails too, or
+    offline, it stops everything (it is never used, and never silently replaced by another source).
     """
     if not sources:
         raise ValueError(f"{owner}: no weight sources (random init)")
+    if force and is_offline():
+        raise WeightsOfflineError(
+            f"{owner}: --force downloads the weights again, which needs the network, but offline mode is on "
+            "(LAVIS_OFFLINE / HF_HUB_OFFLINE). Turn it off, or run without --force to use the cached copy."
+        )
     offline_misses: list[str] = []
     failures: list[str] = []
     for source in sources:

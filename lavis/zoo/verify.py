@@ -63,9 +63,11 @@ def _compare(path: Path, sha: str, size: int, pinned_sha: str | None, pinned_siz
         origin = f"recorded in {manifest_path()} on {rec.get('recorded_at')} from {rec.get('url')}"
     problems = []
     if exp_size is not None and size != exp_size:
-        problems.append(f"{path}: size expected {exp_size} bytes ({origin}), actual {size} bytes. {fix}")
+        problems.append(f"{path}: size expected {exp_size} bytes ({origin}), actual {size} bytes.")
     if exp_sha is not None and sha != exp_sha:
-        problems.append(f"{path}: sha256 expected {exp_sha} ({origin}), actual {sha}. {fix}")
+        problems.append(f"{path}: sha256 expected {exp_sha} ({origin}), actual {sha}.")
+    if problems:  # what to do, once
+        problems[-1] += f" {fix}"
     return ("mismatch" if problems else "ok"), problems
 
 
@@ -81,7 +83,7 @@ def check_entry_file(entry: ZooEntry, source: WeightSource, path: Path) -> FileC
 
     which = "pretrained" if source is entry.pretrained else ("hf" if source.kind == "hf" else "url")
     fix = (f"The file changed after it was downloaded (or is corrupt) and will not be used: fetch it again with "
-           f"`{entry.download_command(which)} --force`.")
+           f"`{entry.download_command(which)} --force --no-assets`.")
     rec = lookup(path)
     sha, size = sha256_file(path), path.stat().st_size
     status, problems = _compare(path, sha, size, source.sha256, source.size, rec, entry.config_path, fix)
@@ -110,12 +112,29 @@ def verify_cache(entries: Sequence[ZooEntry] | None = None) -> list[FileCheck]:
         if os.path.realpath(path) in seen or not path.is_file():
             continue
         seen.add(os.path.realpath(path))
-        fix = f"The file changed after it was downloaded (or is corrupt): delete {path} and fetch it again."
+        fix = _record_fix(path, str(rec.get("url") or ""))
         sha, size = sha256_file(path), path.stat().st_size
         status, problems = _compare(path, sha, size, None, None, rec, "", fix)
         checks.append(FileCheck(path=path, label=str(rec.get("url")), status=status, problems=problems,
                                 sha256=sha, size=size, revision=rec.get("revision")))
     return checks
+
+
+def _record_fix(path: Path, url: str) -> str:
+    """What to do about a changed file that only the manifest knows (not a zoo entry's)."""
+    from lavis.zoo.entries import is_url
+    from lavis.zoo.fetch import url_cache_path
+    from lavis.zoo.resolve import url_command
+
+    try:
+        ours = is_url(url) and os.path.realpath(url_cache_path(url)) == os.path.realpath(path)
+    except ValueError:  # a URL without a file name is not one the zoo downloaded
+        ours = False
+    if ours:
+        return (f"The file changed after it was downloaded (or is corrupt) and will not be used: fetch it again with "
+                f"`{url_command(url)} --force`.")
+    return ("The file changed after it was downloaded (or is corrupt) and will not be used: the command that "
+            "downloaded it fetches it again (it moves the damaged copy aside first).")
 
 
 def pin_lines(check: FileCheck) -> list[str]:

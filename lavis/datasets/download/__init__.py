@@ -6,6 +6,10 @@ real public URLs, laid out under the cache root exactly where LAVIS-style ``buil
 point. Downloads resume and are verified (:mod:`lavis.common.download`), archives are extracted
 without path traversal (:mod:`lavis.common.archive`), every step is idempotent, and steps that need
 a person (licence forms, img2dataset crawls) stop with instructions. See ``docs/datasets.md``.
+
+Modules: :mod:`~lavis.datasets.download.spec` (the step types), ``catalog``/``webscale`` (the data
+sets), :mod:`~lavis.datasets.download.steps` (running the steps), :mod:`~lavis.datasets.download.api`
+(``download_dataset``, listing, docs tables) and ``__main__`` (the command line).
 """
 
 from lavis.datasets.download.api import (
@@ -18,7 +22,7 @@ from lavis.datasets.download.api import (
     select_parts,
 )
 from lavis.datasets.download.catalog import ALL_DATASETS, dataset_names, get_spec
-from lavis.datasets.download.fetch import DatasetDownloadError, DatasetReport, ManualStepRequired
+from lavis.datasets.download.steps import DatasetDownloadError, DatasetReport, ManualStepRequired
 
 __all__ = [
     "ALL_DATASETS", "ONLY_CHOICES", "DatasetDownloadError", "DatasetReport", "ManualStepRequired", "data_root",

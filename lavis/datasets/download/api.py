@@ -17,7 +17,7 @@ from lavis.common import download as dl
 from lavis.common.errors import LavisError, UnknownNameError
 from lavis.common.paths import cache_root
 from lavis.datasets.download.catalog import ALL_DATASETS, get_spec
-from lavis.datasets.download.fetch import (
+from lavis.datasets.download.steps import (
     Context,
     DatasetReport,
     ManualStepRequired,

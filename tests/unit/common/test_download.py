@@ -7,10 +7,13 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 
 import pytest
 
 from lavis.common import download as dl
+from lavis.common import manifest
 from lavis.common.download import (
     DownloadError,
     IntegrityError,
@@ -263,6 +266,35 @@ def test_offline_with_empty_cache_names_file_and_hint_without_network(http_serve
     assert not (lavis_cache / "models").exists() and not (lavis_cache / "x").exists()
 
 
+def _suggested_command(message: str) -> str:
+    """The command an offline error tells the user to run (the indented line after the colon)."""
+    lines = message.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.endswith(":") and "network" in line)
+    return lines[i + 1].strip()
+
+
+def _run_shell(command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` as a user would, with this interpreter first on PATH (and without offline mode)."""
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+               OMP_NUM_THREADS="1")
+    env.pop("LAVIS_OFFLINE", None)
+    return subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("how", ["download_url", "cached_file"])
+def test_the_command_an_offline_error_suggests_fetches_the_file(how, http_server, lavis_cache, monkeypatch):
+    url = http_server.add("/w/hinted.pth", DATA)
+    dest = lavis_cache / "x" / "hinted.pth"
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    with pytest.raises(OfflineError) as e:
+        download_url(url, dest) if how == "download_url" else cached_file(url, subdir="x", progress=False)
+    command = _suggested_command(str(e.value))
+    assert command == e.value.fetch_hint and command.startswith("python -c ")
+    res = _run_shell(command)
+    assert res.returncode == 0, res.stderr
+    assert dest.read_bytes() == DATA and http_server.full_gets("/w/hinted.pth") == 1
+
+
 def test_offline_with_filled_cache_works_without_network(http_server, lavis_cache, monkeypatch):
     url = http_server.add("/w/model_large.pth", DATA)
     path = cached_file(url, sha256=SHA, progress=False)
@@ -338,7 +370,7 @@ def test_cached_file_subdir_and_filename(http_server, lavis_cache):
     assert path == lavis_cache / "datasets" / "coco" / "renamed.bin" and path.read_bytes() == DATA
 
 
-def test_changed_file_same_size_is_caught_by_verify_and_cached_file(http_server, lavis_cache):
+def test_changed_file_same_size_is_moved_aside_and_fetched_again_online(http_server, lavis_cache, caplog):
     url = http_server.add("/w/m.pth", DATA)
     path = cached_file(url, progress=False)
     changed = bytearray(DATA)
@@ -347,33 +379,78 @@ def test_changed_file_same_size_is_caught_by_verify_and_cached_file(http_server,
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     problems = verify_file(path)
     assert len(problems) == 1 and "sha256" in problems[0] and SHA in problems[0]
+    bad_sha = sha256_file(path)
+
+    assert cached_file(url, progress=False) == path
+    assert path.read_bytes() == DATA and http_server.count("/w/m.pth") == 2
+    aside = path.with_name("m.pth.corrupt")
+    assert aside.read_bytes() == bytes(changed)  # kept for a look, never used
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][-1]
+    assert str(path) in warning and bad_sha in warning and SHA in warning and str(aside) in warning
+    assert lookup(path)["sha256"] == SHA and lookup(aside) is None
+    assert cached_file(url, progress=False) == path and http_server.count("/w/m.pth") == 2
+
+
+def test_changed_file_offline_is_an_error_naming_the_command(http_server, lavis_cache, monkeypatch):
+    url = http_server.add("/w/m.pth", DATA)
+    path = cached_file(url, progress=False)
+    changed = bytearray(DATA)
+    changed[100] ^= 0xFF
+    path.write_bytes(bytes(changed))
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    hint = "python -m lavis.zoo download blip_caption base_coco"
     with pytest.raises(IntegrityError) as e:
-        cached_file(url, progress=False)
+        cached_file(url, progress=False, fetch_hint=hint)
     msg = str(e.value)
-    assert str(path) in msg and SHA in msg and sha256_file(path) in msg
-    assert "python -m lavis.zoo verify" in msg and "delete" in msg
-    assert path.exists()  # never silently deleted
-    assert http_server.count() == 1  # nor silently downloaded again
+    assert str(path) in msg and SHA in msg and sha256_file(path) in msg and hint in msg
+    assert "LAVIS_OFFLINE=1" in msg and e.value.fetch_hint == hint
+    assert path.read_bytes() == bytes(changed) and not path.with_name("m.pth.corrupt").exists()
+    assert http_server.count() == 1  # nothing downloaded offline
 
 
-def test_changed_size_is_caught_cheaply(http_server, lavis_cache, monkeypatch):
+def test_truncated_file_is_caught_cheaply_and_fetched_again(http_server, lavis_cache, monkeypatch):
     url = http_server.add("/w/s.pth", DATA)
     path = cached_file(url, progress=False)
-    with open(path, "ab") as f:
-        f.write(b"x")
-    monkeypatch.setattr(dl, "sha256_file", lambda p: pytest.fail("a size change needs no hashing"))
-    assert "size" in verify_file(path, full=False)[0]
-    with pytest.raises(IntegrityError) as e:
-        cached_file(url, progress=False)
-    assert e.value.expected == len(DATA) and e.value.actual == len(DATA) + 1
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    with monkeypatch.context() as m:
+        m.setattr(manifest, "sha256_file", lambda p: pytest.fail("a size change needs no hashing"))
+        assert "size is 1000 bytes" in verify_file(path, full=False)[0]
+        m.setenv("LAVIS_OFFLINE", "1")
+        with pytest.raises(IntegrityError) as e:
+            cached_file(url, progress=False)
+        assert e.value.expected == len(DATA) and e.value.actual == 1000
+    assert cached_file(url, progress=False).read_bytes() == DATA and http_server.full_gets("/w/s.pth") == 2
+
+
+def test_force_downloads_again_and_offline_refuses(http_server, lavis_cache, monkeypatch):
+    url = http_server.add("/w/f.pth", DATA)
+    path = cached_file(url, progress=False)
+    http_server.configure("/w/f.pth", data=DATA[::-1])  # the publisher replaced the file
+    assert cached_file(url, progress=False).read_bytes() == DATA  # a good cached copy is used as it is
+    assert cached_file(url, progress=False, force=True) == path
+    assert path.read_bytes() == DATA[::-1] and lookup(path)["sha256"] == hashlib.sha256(DATA[::-1]).hexdigest()
+    assert http_server.full_gets("/w/f.pth") == 2
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="offline"):
+        cached_file(url, progress=False, force=True)
+
+
+def test_download_url_fetches_a_damaged_destination_again(http_server, tmp_path, caplog):
+    url = http_server.add("/w/d.bin", DATA)
+    dest = tmp_path / "d.bin"
+    dest.write_bytes(DATA[:500])
+    assert download_url(url, dest, sha256=SHA, **FAST) == dest and dest.read_bytes() == DATA
+    assert (tmp_path / "d.bin.corrupt").read_bytes() == DATA[:500]
+    assert f"sha256 is {hashlib.sha256(DATA[:500]).hexdigest()}, expected {SHA} (pinned)" in caplog.text
 
 
 def test_unchanged_file_is_not_hashed_on_use_but_full_verify_hashes(http_server, lavis_cache, monkeypatch):
     url = http_server.add("/w/big.pth", DATA)
     path = cached_file(url, sha256=SHA, progress=False)
     calls = []
-    real = dl.sha256_file
-    monkeypatch.setattr(dl, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda p: calls.append(p) or real(p))
     cached_file(url, sha256=SHA, progress=False)
     assert verify_file(path, full=False) == [] and calls == []
     assert verify_file(path, full=True) == [] and calls == [path]
@@ -396,14 +473,20 @@ def test_touched_but_identical_file_is_used_and_record_refreshed(http_server, la
     assert lookup(path)["mtime"] == path.stat().st_mtime
 
 
-def test_pinned_value_mismatch_in_cache_is_refused(http_server, lavis_cache):
+def test_pinned_value_mismatch_in_cache_is_refused(http_server, lavis_cache, monkeypatch):
     url = http_server.add("/w/p.pth", DATA)
     path = cached_file(url, progress=False)
     other = "0" * 64
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
     with pytest.raises(IntegrityError) as e:
         cached_file(url, sha256=other, progress=False)
     assert other in str(e.value) and SHA in str(e.value) and "pinned" in str(e.value)
     assert path.exists()
+    # online it is fetched again, and the server's file does not match the pin either: nothing is used
+    monkeypatch.delenv("LAVIS_OFFLINE")
+    with pytest.raises(IntegrityError, match="update the pinned sha256"):
+        cached_file(url, sha256=other, progress=False, backoff=0.01)
+    assert not path.exists() and path.with_name("p.pth.corrupt").read_bytes() == DATA
 
 
 def test_hand_filled_cache_is_recorded_on_first_use(lavis_cache, monkeypatch):

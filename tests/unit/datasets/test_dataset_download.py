@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
+import shlex
 import tarfile
 import threading
 import zipfile
@@ -111,6 +113,13 @@ def serve_coco(server: FileServer) -> dict[str, bytes]:
                 serve(server, step.url, make_zip(members))
                 expected.update({f"coco/images/{k}": v for k, v in members.items()})
     return expected
+
+
+def suggested_commands(text: str) -> list[list[str]]:
+    """The ``python -m lavis.datasets.download ...`` commands a message tells the user to run, as the
+    argv lists ``cli.main`` takes (what the tests run to check that the advice works)."""
+    found = re.findall(r"(python -m lavis\.datasets\.download [^\n]*?)(?: where the network|$)", text, flags=re.M)
+    return [shlex.split(c)[3:] for c in found]
 
 
 def tree(folder: Path) -> set[str]:
@@ -438,3 +447,32 @@ def test_a_file_placed_by_hand_is_checked_against_the_published_md5(mirror: File
     report = download_dataset("coco", only="annotations", progress=False)
     assert report.exit_code == 1
     assert any(step.md5 in o.message and "placed by hand" in o.message for o in report.failed)
+
+
+def test_the_commands_offline_messages_name_fetch_the_files(mirror: FileServer, lavis_cache: Path, unpinned: None,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    steps = get_spec("gqa").parts[0].steps
+    for step in steps:
+        serve(mirror, step.url, json.dumps({"q1": {"question": step.path}}).encode())
+    root = tmp_path / "data root"  # a path with a space: the command must quote it
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    assert cli.main(["gqa", "--only", "annotations", "--root", str(root), "--no-progress"]) == 1
+    (command,) = set(map(tuple, suggested_commands(capsys.readouterr().err)))
+    assert command == ("gqa", "--root", str(root), "--only", "annotations")
+    monkeypatch.delenv("LAVIS_OFFLINE")
+    assert cli.main(list(command) + ["--no-progress"]) == 0
+    assert all((root / step.path).is_file() for step in steps)
+
+    # a file changed after its download: offline the message names the command, which fetches it again
+    changed = root / steps[0].path
+    good = changed.read_bytes()
+    changed.write_bytes(good[:-3] + b"xyz")
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    assert cli.main(list(command) + ["--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert str(changed) in err and "sha256" in err
+    assert {tuple(c) for c in suggested_commands(err)} == {command}
+    assert changed.read_bytes() != good
+    monkeypatch.delenv("LAVIS_OFFLINE")
+    assert cli.main(list(command) + ["--no-progress"]) == 0 and changed.read_bytes() == good

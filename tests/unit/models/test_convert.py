@@ -183,3 +183,50 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, model):
     # the payload really is live: an unsafe load would have run it
     torch.load(path, weights_only=False)
     assert marker.is_dir()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
+def test_plain_pickle_with_a_global_is_refused_as_unsafe(tmp_path):
+    """A pickle made with ``pickle`` (protocol 4 framing, not ``torch.save``) that references code."""
+    import pickle
+
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.bin"
+    path.write_bytes(pickle.dumps({"w": _RunsCode(str(marker))}, protocol=4))
+    with pytest.raises(CheckpointError) as err:
+        tiny(4).load_checkpoint(path)
+    msg = str(err.value)
+    assert "refusing to load" in msg and "could run code" in msg and "posix.mkdir" in msg
+    assert not marker.exists()
+
+
+def _damaged_files(tmp_path, model) -> dict[str, object]:
+    import zipfile
+
+    real = tmp_path / "real.pth"
+    torch.save(model.state_dict(), real)
+    data = real.read_bytes()
+    files = {
+        "random bytes": os.urandom(64 * 1024),
+        "truncated checkpoint": data[: len(data) // 2],
+        "empty file": b"",
+        "text": b"not a checkpoint\n" * 20,
+    }
+    paths = {}
+    for name, content in files.items():
+        paths[name] = tmp_path / (name.replace(" ", "_") + ".pth")
+        paths[name].write_bytes(content)
+    paths["zip that is not a checkpoint"] = tmp_path / "other.pth"
+    with zipfile.ZipFile(paths["zip that is not a checkpoint"], "w") as z:
+        z.writestr("notes/readme.txt", "hello")
+    return paths
+
+
+def test_damaged_or_foreign_files_are_reported_as_unreadable_not_unsafe(tmp_path, model):
+    for what, path in _damaged_files(tmp_path, model).items():
+        with pytest.raises(CheckpointError) as err:
+            tiny(4).load_checkpoint(path)
+        msg = str(err.value)
+        assert f"{path} is not a readable checkpoint" in msg and "truncated or corrupt" in msg, what
+        assert "could run code" not in msg and "refusing" not in msg, what
+        assert "weights_only` set to `False`" not in msg, what  # torch's advice to load unsafely is left out

@@ -17,7 +17,7 @@ from lavis.models import load_model
 from lavis.zoo.cli import main
 from lavis.zoo.fetch import WeightsIntegrityError
 from tests.helpers.http_server import FileServer
-from tests.unit.zoo.zoo_helpers import hub_safetensors_bytes, outputs
+from tests.unit.zoo.zoo_helpers import hub_safetensors_bytes, outputs, zoo_commands
 
 REPO = "lavis-test/blip-caption-tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the fake Hub's commit, made up by this test
@@ -93,14 +93,27 @@ def test_hub_download_records_commit_and_works_offline(fake_hub, caches, add_mod
         load_model("blip_caption", "test_hub")
 
 
-def test_hub_offline_with_empty_cache_names_file_and_command(caches, add_model_type, monkeypatch):
+def test_hub_offline_with_empty_cache_names_file_and_command(fake_hub, caches, add_model_type, reference,
+                                                             monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
     add_model_type("test_hub", load_finetuned=True, hf_repo=REPO)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError) as err:
         load_model("blip_caption", "test_hub")
     msg = str(err.value)
     assert REPO in msg and "model.safetensors" in msg and str(caches["hf"]) in msg
-    assert "python -m lavis.zoo download blip_caption test_hub" in msg
+    assert zoo_commands(msg) == [["download", "blip_caption", "test_hub"]]
+    assert fake_hub.count() == 0
+
+    # that command, run where the Hub is reachable, fills the cache the offline load reads
+    serve_repo(fake_hub, {"model.safetensors": hub_safetensors_bytes(reference)})
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert main(zoo_commands(msg)[0]) == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    fake_hub.stop()
+    assert torch.equal(outputs(load_model("blip_caption", "test_hub", is_eval=True))[0], outputs(reference)[0])
 
 
 def test_hub_without_safetensors_falls_back_to_pytorch_model_bin(fake_hub, add_model_type, reference, tmp_path):
@@ -172,3 +185,45 @@ def test_unreachable_hub_falls_back_to_the_original_url(caches, add_model_type, 
     assert calls == [("model.safetensors", False), ("pytorch_model.bin", True)]
     assert torch.equal(outputs(model)[0], outputs(reference)[0])
     assert "could not reach the Hub" in caplog.text and "trying the next source" in caplog.text
+
+
+def test_damaged_hub_file_is_downloaded_again_online_and_named_offline(fake_hub, caches, add_model_type, reference,
+                                                                       monkeypatch, capsys, caplog):
+    data = hub_safetensors_bytes(reference)
+    serve_repo(fake_hub, {"model.safetensors": data})
+    add_model_type("test_hub", load_finetuned=True, hf_repo=REPO)
+    main_file = f"/{REPO}/resolve/main/model.safetensors"
+    load_model("blip_caption", "test_hub")
+    path = caches["hf"] / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "model.safetensors"
+    corrupted = bytearray(data)
+    corrupted[-10] ^= 0xFF
+    path.resolve().write_bytes(bytes(corrupted))
+
+    # offline: never used, and the error names the command that fetches it again
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    with pytest.raises(WeightsIntegrityError) as err:
+        load_model("blip_caption", "test_hub")
+    msg = str(err.value)
+    assert str(path) in msg and hashlib.sha256(data).hexdigest() in msg
+    assert zoo_commands(msg) == [["download", "blip_caption", "test_hub", "--force"]]
+    assert main(["verify"]) == 1
+    (verify_command,) = zoo_commands(capsys.readouterr().out)
+    assert verify_command == ["download", "blip_caption", "test_hub", "--source", "hf", "--force", "--no-assets"]
+
+    # online, both commands fetch it again
+    monkeypatch.delenv("LAVIS_OFFLINE")
+    assert main(zoo_commands(msg)[0]) == 0
+    assert path.read_bytes() == data and fake_hub.full_gets(main_file) == 2
+    path.resolve().write_bytes(bytes(corrupted))
+    assert main(verify_command) == 0
+    assert path.read_bytes() == data and fake_hub.full_gets(main_file) == 3
+
+    # and loading the model online repairs it by itself, with a warning naming the file
+    path.resolve().write_bytes(bytes(corrupted))
+    caplog.clear()
+    model = load_model("blip_caption", "test_hub", is_eval=True)
+    assert path.read_bytes() == data and fake_hub.full_gets(main_file) == 4
+    assert str(path) in caplog.text and "downloading model.safetensors of" in caplog.text
+    assert torch.equal(outputs(model)[0], outputs(reference)[0])
+    capsys.readouterr()
+    assert main(["verify"]) == 0

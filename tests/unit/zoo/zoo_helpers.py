@@ -4,6 +4,8 @@ network in the layouts the zoo downloads (original LAVIS ``.pth``, Hub ``model.s
 from __future__ import annotations
 
 import io
+import re
+import shlex
 
 import torch
 
@@ -18,6 +20,13 @@ SAMPLES = {
     "text_input": ["a picture of a small red circle", "a picture of a big blue star"],
 }
 
+
+def zoo_commands(text: str) -> list[list[str]]:
+    """The ``python -m lavis.zoo ...`` commands a message tells the user to run (in backticks, or on
+    an indented line of their own), as the argv lists ``lavis.zoo.cli.main`` takes: what tests run
+    to check that the advice works."""
+    found = re.findall(r"`(python -m lavis\.zoo [^`]+)`|^\s+(python -m lavis\.zoo .+)$", text, flags=re.M)
+    return [shlex.split(a or b)[3:] for a, b in found]
 
 
 def tiny(seed: int) -> BlipCaption:

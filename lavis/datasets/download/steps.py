@@ -1,13 +1,18 @@
-"""Run the steps of a data set spec: fetch, verify, extract, record; and tell what is already there.
+"""Run the steps of a data set spec (fetch a file, extract an archive, fetch a listed set of files,
+stop at a manual step, verify shards) and tell which steps are already done.
+
+Called by :mod:`lavis.datasets.download.api` (``download_dataset``, ``--list``); the steps
+themselves are declared in :mod:`~lavis.datasets.download.spec`. This module speaks no HTTP: every
+download goes through :func:`lavis.common.download.download_url` (resume with HTTP Range,
+retries, atomic rename, file lock, ``LAVIS_MIRROR``, ``LAVIS_OFFLINE``), and archives are
+extracted with :func:`lavis.common.archive.safe_extract` into a staging folder and moved into place.
 
 Every step is idempotent. A single file is finished when it exists and matches its manifest record
 (``cache_root()/manifest.json``: sha256, size, source URL) or, for a file placed by hand, once it has
-been checked against the published checksums and recorded. An archive step is finished when its
-marker (``<top>/.lavis_state/<archive>.json``) exists and the folders it fills are there (folders
-copied or extracted by hand count too); a finished step is skipped without touching the network. Downloads go through
-:func:`lavis.common.download.download_url` (resume with HTTP Range, retries, atomic rename, file lock,
-``LAVIS_MIRROR``, ``LAVIS_OFFLINE``); archives are extracted with
-:func:`lavis.common.archive.safe_extract` into a staging folder and moved into place.
+been checked against the published checksums and recorded; a file that no longer matches its record
+is fetched again (offline: an error naming the command that fetches it). An archive step is finished
+when its marker (``<top>/.lavis_state/<archive>.json``) exists and the folders it fills are there
+(folders copied or extracted by hand count too); a finished step is skipped without touching the network.
 """
 
 from __future__ import annotations
