@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import torch
 

@@ -58,10 +58,13 @@ class BlipCaption(BaseModel):
         max_txt_len: captions are truncated to this many tokens (``[CLS]`` and ``[SEP]`` included).
         label_smoothing: of the caption cross entropy.
         length_normalization: how beam search ranks finished captions, ``sum of log-probs / length``.
-            ``"lavis"`` (the default): length counts the prompt and not the final ``[SEP]``, as in
-            LAVIS 1.0.2 (transformers 4.26), so checkpoints converted from LAVIS give LAVIS' beam
-            captions and its published COCO/NoCaps scores; ``"transformers"``: length counts the
-            generated tokens with ``[SEP]``, as transformers 5's own ``generate`` does. See :mod:`lavis.models.blip.beam_scoring`. ``generate`` can override it.
+            ``"lavis"``: length counts the prompt and not the final ``[SEP]``, as LAVIS 1.0.2
+            (transformers 4.26) does; ``"transformers"``: length counts the generated tokens with
+            ``[SEP]``, as transformers 5's ``generate`` does. The default is ``"lavis"`` for every
+            model type, so that checkpoints converted from LAVIS give LAVIS' beam captions (checked
+            in ``benchmarks/parity/``), the captions its published COCO/NoCaps scores came from.
+            ``generate(length_normalization=...)`` overrides it for one call; see
+            :mod:`lavis.models.blip.beam_scoring`.
     """
 
     PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {

@@ -129,7 +129,7 @@ def test_scores_are_sum_log_probs_over_full_length_and_pick_different_beams(monk
     m = sharpened(sep_bias=4.0)
     imgs = images(2)
     sep = m.tokenizer.sep_token_id
-    kw = dict(num_beams=3, max_length=14, min_length=5)
+    kw = {"num_beams": 3, "max_length": 14, "min_length": 5}
     lavis_seqs, lavis_scores = beams(m, imgs, monkeypatch, length_normalization="lavis", **kw)
     tf_seqs, tf_scores = beams(m, imgs, monkeypatch, length_normalization="transformers", **kw)
 
@@ -170,7 +170,7 @@ def test_lavis_normalization_matches_transformers_4_26_beam_search(monkeypatch, 
     m = sharpened(sep_bias)
     imgs = images(3)
     sep = m.tokenizer.sep_token_id
-    kw = dict(num_beams=3, max_length=max_length, min_length=min_length)
+    kw = {"num_beams": 3, "max_length": max_length, "min_length": min_length}
     seqs, scores = beams(m, imgs, monkeypatch, length_normalization="lavis", **kw)
     tf_seqs, _ = beams(m, imgs, monkeypatch, length_normalization="transformers", **kw)
     want_all = []
@@ -200,10 +200,9 @@ def test_scoring_is_restored_after_generate_and_on_error():
     decoder = m.blip.text_decoder
     m.generate({"image": images(1)}, num_beams=2, max_length=8, min_length=5)
     assert "_update_finished_beams" not in vars(decoder) and "_check_early_stop_heuristic" not in vars(decoder)
-    with pytest.raises(KeyError):
-        with lavis_beam_scoring(decoder, eos_token_id=m.tokenizer.sep_token_id):
-            assert "_update_finished_beams" in vars(decoder)
-            raise KeyError("boom")
+    with pytest.raises(KeyError), lavis_beam_scoring(decoder, eos_token_id=m.tokenizer.sep_token_id):
+        assert "_update_finished_beams" in vars(decoder)
+        raise KeyError("boom")
     assert "_update_finished_beams" not in vars(decoder) and "_check_early_stop_heuristic" not in vars(decoder)
 
 
