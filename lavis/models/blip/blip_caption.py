@@ -10,6 +10,7 @@ Model types: ``tiny`` (random init, a few layers, in-repo vocabulary; for tests 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, ClassVar, Mapping
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel, ModelOutput
+from lavis.models.blip.beam_scoring import LENGTH_NORMALIZATIONS, LengthNormalization, lavis_beam_scoring
 from lavis.models.blip.tokenizer import load_blip_tokenizer
 
 # State-dict keys of tied tensors: (alias, source). Checkpoints may hold only the source.
@@ -55,6 +57,14 @@ class BlipCaption(BaseModel):
             ``blip_caption`` text processor prepends it); ``forward`` does not add it.
         max_txt_len: captions are truncated to this many tokens (``[CLS]`` and ``[SEP]`` included).
         label_smoothing: of the caption cross entropy.
+        length_normalization: how beam search ranks finished captions, ``sum of log-probs / length``.
+            ``"lavis"``: length counts the prompt and not the final ``[SEP]``, as LAVIS 1.0.2
+            (transformers 4.26) does; ``"transformers"``: length counts the generated tokens with
+            ``[SEP]``, as transformers 5's ``generate`` does. The default is ``"lavis"`` for every
+            model type, so that checkpoints converted from LAVIS give LAVIS' beam captions (checked
+            in ``benchmarks/parity/``), the captions its published COCO/NoCaps scores came from.
+            ``generate(length_normalization=...)`` overrides it for one call; see
+            :mod:`lavis.models.blip.beam_scoring`.
     """
 
     TASK_METHODS = ("generate",)
@@ -71,10 +81,17 @@ class BlipCaption(BaseModel):
         prompt: str = "a picture of ",
         max_txt_len: int = 40,
         label_smoothing: float = 0.1,
+        length_normalization: LengthNormalization = "lavis",
     ):
         super().__init__()
         from transformers import BlipConfig, BlipForConditionalGeneration, BlipTextConfig, BlipVisionConfig
 
+        if length_normalization not in LENGTH_NORMALIZATIONS:
+            raise ConfigError(
+                [f"model.length_normalization: {length_normalization!r} is not one of "
+                 f"{', '.join(map(repr, LENGTH_NORMALIZATIONS))}"]
+            )
+        self.length_normalization: LengthNormalization = length_normalization
         vision_config, text_config = dict(vision_config), dict(text_config)
         _check_fields("vision_config", vision_config, BlipVisionConfig)
         _check_fields("text_config", text_config, BlipTextConfig)
@@ -206,12 +223,14 @@ class BlipCaption(BaseModel):
         top_p: float = 0.9,
         repetition_penalty: float = 1.0,
         num_captions: int = 1,
+        length_normalization: LengthNormalization | None = None,
     ) -> list[str]:
         """Captions for ``samples["image"]`` [B, 3, H, W], continuing the prompt.
 
         ``max_length`` and ``min_length`` count the prompt tokens (``[DEC] a picture of`` is 4), as
         in LAVIS. Beam search by default; nucleus sampling (``top_p``, with top-k 50 as in LAVIS)
-        with ``use_nucleus_sampling``. Only the generated tokens are decoded.
+        with ``use_nucleus_sampling``. Only the generated tokens are decoded. Beams are ranked by
+        ``length_normalization`` (``None``: the model's, see the class docstring).
 
         Returns:
             B * ``num_captions`` strings, the captions of image i at ``i * num_captions ...``.
@@ -222,6 +241,11 @@ class BlipCaption(BaseModel):
             raise ValueError(f"max_length={max_length} exceeds the decoder's {self.max_positions} positions")
         if min_length > max_length:
             raise ValueError(f"min_length={min_length} is larger than max_length={max_length}")
+        normalization = self.length_normalization if length_normalization is None else length_normalization
+        if normalization not in LENGTH_NORMALIZATIONS:
+            raise ValueError(
+                f"length_normalization={normalization!r} is not one of {', '.join(map(repr, LENGTH_NORMALIZATIONS))}"
+            )
         image_embeds = self.encode_image(samples["image"])
         batch = image_embeds.shape[0]
         prompt = self.tokenizer(self.prompt, return_tensors="pt").input_ids[:, :-1]  # drop [SEP]
@@ -240,15 +264,19 @@ class BlipCaption(BaseModel):
             kwargs.update(do_sample=True, top_p=top_p, top_k=50, num_beams=1)
         else:
             kwargs.update(do_sample=False, num_beams=num_beams)
-        out = self.blip.text_decoder.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
-            encoder_hidden_states=image_embeds,
-            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
-            **kwargs,
-        )
+        decoder = self.blip.text_decoder
+        lavis_beams = not use_nucleus_sampling and num_beams > 1 and normalization == "lavis"
+        scoring = lavis_beam_scoring(decoder, self.tokenizer.sep_token_id) if lavis_beams else contextlib.nullcontext()
+        with scoring:
+            out = decoder.generate(
+                input_ids=prompt,
+                attention_mask=torch.ones_like(prompt),
+                encoder_hidden_states=image_embeds,
+                encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
+                **kwargs,
+            )
         new_tokens = out[:, prompt.shape[1] :]
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)  # cleans up spaces, as LAVIS
         return [t.strip() for t in texts]
 
     # -- weights --------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ def load_blip_tokenizer(name_or_path: str) -> Any:
 
     Returns:
         The tokenizer; ``tokenizer.bos_token_id`` is ``[DEC]``, ``tokenizer.enc_token_id`` is ``[ENC]``.
+        ``decode``/``batch_decode`` clean up tokenization spaces by default ("skateboarder's", not
+        "skateboarder ' s"), as LAVIS' tokenizer (transformers 4.26) did; transformers 5 defaults
+        to no clean-up.
     """
     from transformers import BertTokenizer
 
@@ -72,6 +75,7 @@ def load_blip_tokenizer(name_or_path: str) -> Any:
     if ENC_TOKEN not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [ENC_TOKEN]})
     tok.enc_token_id = tok.convert_tokens_to_ids(ENC_TOKEN)
+    tok.clean_up_tokenization_spaces = True  # the default of decode(clean_up_tokenization_spaces=None)
     if tok.pad_token_id != 0:
         raise ConfigError(
             [f"model.tokenizer: {name_or_path!r} has pad id {tok.pad_token_id}; BLIP needs [PAD] at id 0"]

@@ -54,6 +54,16 @@ def test_tokenizer_ids(model):
     assert tok.tokenize(shapes) == shapes.split()  # every shapes word is one token
 
 
+def test_tokenizer_decode_cleans_up_spaces_as_lavis(model):
+    tok = model.tokenizer
+    ids = tok("a skateboarder's trick, isn't it?", add_special_tokens=False).input_ids
+    assert tok.convert_ids_to_tokens(ids)[:5] == ["a", "skateboard", "##er", "'", "s"]
+    # transformers 5's own default would give "a skateboarder ' s trick, isn ' t it?"
+    assert tok.batch_decode([ids]) == ["a skateboarder's trick, isn't it?"]
+    assert tok.decode(ids) == "a skateboarder's trick, isn't it?"
+    assert tok.batch_decode([ids], clean_up_tokenization_spaces=False) == ["a skateboarder ' s trick, isn ' t it?"]
+
+
 def test_tokenizer_without_vocabulary_is_an_error(tmp_path):
     from lavis.common.errors import ConfigError
     from lavis.models.blip.tokenizer import load_blip_tokenizer
