@@ -666,12 +666,5 @@ class TrainRunnerBase(BaseRunner):
                  self.optimizer.param_groups[0]["lr"])
 
     def _check_resume_position(self) -> None:
-        """Fail clearly when the config ends the run before the checkpoint's position."""
-        run, st = self.run_cfg, self.state
-        total, _ = self.schedule_lengths()
-        if st.global_step > total or (st.global_step == total and not st.epoch_done):
-            key = "run.max_iters" if self.name == "runner_iter" else "run.max_epoch"
-            raise ConfigError([
-                f"{key}: the checkpoint {run.resume_ckpt_path} is at global step {st.global_step} (epoch {st.epoch}), "
-                f"past the end of this run's schedule ({total} steps); raise {key} to continue training"
-            ])
+        """Raise :class:`ConfigError` when the config ends the run before the checkpoint's position
+        (overridden by the runners)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.runners.base_runner import TrainRunnerBase
 
@@ -47,6 +48,14 @@ class RunnerIter(TrainRunnerBase):
 
     def schedule_lengths(self) -> tuple[int, int]:
         return int(self.run_cfg.max_iters), self.iters_per_inner_epoch
+
+    def _check_resume_position(self) -> None:
+        st, run = self.state, self.run_cfg
+        if st.global_step > int(run.max_iters):
+            raise ConfigError([
+                f"run.max_iters: the checkpoint {run.resume_ckpt_path} is at global step {st.global_step}, past the "
+                f"end of this run ({run.max_iters} steps); raise run.max_iters to continue training"
+            ])
 
     def train_loop(self) -> None:
         st, max_iters = self.state, int(self.run_cfg.max_iters)
