@@ -43,6 +43,7 @@ class ToyRunConfig:
     toy_step_delay: float = 0.0  # seconds slept in each train_step (slows a run down for kill tests)
     toy_nan_at_call: int = 0  # train_step call (1-based) whose loss becomes NaN; 0: never
     toy_nan_rank: int = -1  # the rank whose loss toy_nan_at_call spoils; -1: every rank
+    toy_log_rank: bool = False  # add extras["toy_rank"] (the process rank) to each training output
     toy_record_eval_ids: bool = False  # write each rank's evaluated ids to <output_dir>/eval_ids_N.json
 
 
@@ -123,6 +124,8 @@ class ToyTask(BaseTask):
         out = model(samples)
         if self.calls == self.run_cfg.toy_nan_at_call and self.run_cfg.toy_nan_rank in (-1, dist.get_rank()):
             out.loss = out.loss * float("nan")
+        if self.run_cfg.toy_log_rank:
+            out.extras["toy_rank"] = float(dist.get_rank())
         return out
 
     def valid_step(self, model: ToyClassifier, samples: dict[str, Any]) -> list[dict[str, Any]]:
