@@ -47,6 +47,7 @@ from lavis.runners.data import (
     move_to_device,
 )
 from lavis.runners.precision import resolve_precision
+from lavis.runners.stepping import ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm
 
 if TYPE_CHECKING:
     from lavis.common.config import Config
@@ -78,40 +79,6 @@ class BaseRunner:
 
     def evaluate(self, splits: list[str] | None = None) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _extras_of(out: Any) -> dict[str, Any]:
-    extras = out.get("extras") if isinstance(out, Mapping) else getattr(out, "extras", None)
-    return dict(extras) if isinstance(extras, Mapping) else {}
-
-
-# values the runner itself logs for a training step; extras may not reuse these names
-RUNNER_TRAIN_KEYS = frozenset({"loss", "loss_avg", "lr", "grad_norm", "samples_per_s", "s_per_step"})
-
-
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of all gradients together (a 0-d tensor; inf/nan when any gradient is)."""
-    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
-    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
-
-
-def _clip_with_norm(grads: list[torch.Tensor], max_norm: float, total_norm: torch.Tensor) -> None:
-    """Scale ``grads`` in place so that their total norm is at most ``max_norm``."""
-    coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
-    torch._foreach_mul_(grads, coef.to(grads[0].device))
-
-
-def _loss_of(out: Any) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        loss = out
-    else:
-        loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TrainingError(
-            f"task.train_step must return a ModelOutput (or a dict) whose `loss` is a scalar tensor; "
-            f"got {type(out).__name__} with loss {type(loss).__name__}"
-        )
-    return loss.reshape(())
 
 
 class TrainRunnerBase(BaseRunner):
@@ -155,7 +122,7 @@ class TrainRunnerBase(BaseRunner):
         self.state = ckpt_io.TrainState()
         self.loss_meter = SmoothedValue(window=max(1, run.log_freq))
         self.loss_watch = LossWatch()
-        self._extra_names: tuple[str, ...] | None = None  # scalar extras of the model output, fixed at step 1
+        self.extras = ScalarExtras()  # the model output's scalar extras, logged with the loss
         self._last_saved_step: int | None = None
         self.logger: MetricLogger | None = None
         self._ddp: torch.nn.Module | None = None
@@ -185,26 +152,7 @@ class TrainRunnerBase(BaseRunner):
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
         """Value checks of the common run keys (see :meth:`BaseRunner.validate_run`)."""
-        problems = []
-        for key in ("num_workers", "save_every_iters", "log_freq", "check_replicas_every", "warmup_steps",
-                    "skip_nonfinite_steps"):
-            value = run.get(key)
-            if isinstance(value, int) and value < 0:
-                problems.append(f"run.{key}: must be >= 0, got {value}")
-        norm = run.get("max_grad_norm")
-        if isinstance(norm, (int, float)) and norm <= 0:
-            problems.append(f"run.max_grad_norm: must be > 0 (or null for no clipping), got {norm}")
-        betas = run.get("betas")
-        if isinstance(betas, (list, tuple)) and len(betas) != 2:
-            problems.append(f"run.betas: expected two numbers, got {list(betas)}")
-        if run.get("amp") == "fp16":
-            device = run.get("device", "auto")
-            if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-                problems.append(
-                    "run.amp: fp16 needs a CUDA GPU (it relies on loss scaling); this run is on cpu. "
-                    "Use run.amp=bf16 (or auto) for mixed precision on CPU, or run.amp=none"
-                )
-        return problems
+        return common_run_problems(run)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -375,26 +323,26 @@ class TrainRunnerBase(BaseRunner):
             with nullcontext() if sync else self._ddp.no_sync():  # type: ignore[union-attr]
                 with self.precision.autocast():
                     out = self.task.train_step(model, samples)
-                    loss = _loss_of(out)
+                    loss = loss_of(out)
                 scaled = loss.float() / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach().float()
-            for name, value in self._scalar_extras(out).items():
+            for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
                 extras_sum[name] = extras_sum.get(name, 0) + value
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        total_norm = None
+        gnorm = None
         bad_grad = torch.zeros((), device=self.device)
         if self.scaler is None and grads:  # the scaler finds inf gradients itself
-            total_norm = _total_norm(grads)
-            bad_grad = (~torch.isfinite(total_norm)).float()
-        names = self._extra_names or ()
+            gnorm = total_norm(grads)
+            bad_grad = (~torch.isfinite(gnorm)).float()
+        names = self.extras.names
         parts = [loss_sum, torch.tensor(float(group_size), device=self.device), bad_grad]
         parts += [extras_sum.get(n, torch.zeros((), device=self.device)).float() for n in names]
         stats = dist.all_reduce_sum(torch.stack(parts))  # one collective: every rank decides alike
         mean_loss = float((stats[0] / stats[1]).item())
         step = st.global_step + 1
         if not math.isfinite(mean_loss) or stats[2].item() > 0:
-            what, value = ("loss", mean_loss) if not math.isfinite(mean_loss) else ("gradient norm", float(total_norm))
+            what, value = ("loss", mean_loss) if not math.isfinite(mean_loss) else ("gradient norm", float(gnorm))
             self.optimizer.zero_grad(set_to_none=True)
             if st.skipped_steps < run.skip_nonfinite_steps:
                 self._skip_step(what, value, step)
@@ -406,9 +354,9 @@ class TrainRunnerBase(BaseRunner):
             if run.max_grad_norm is not None:
                 params = [p for p in self.model.parameters() if p.grad is not None]
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm).item())
-        elif run.max_grad_norm is not None and total_norm is not None:
-            grad_norm = float(total_norm.item())
-            _clip_with_norm(grads, run.max_grad_norm, total_norm)
+        elif run.max_grad_norm is not None and gnorm is not None:
+            grad_norm = float(gnorm.item())
+            clip_with_norm(grads, run.max_grad_norm, gnorm)
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -427,36 +375,6 @@ class TrainRunnerBase(BaseRunner):
             st.replica_checks += 1
         self._log_step(mean_loss, lr, grad_norm, n_samples * self.world_size, extras)
         return mean_loss
-
-    def _scalar_extras(self, out: Any) -> dict[str, torch.Tensor]:
-        """The scalar entries of ``out.extras`` as float tensors; the names are fixed at the first
-        step (so every rank reduces the same values) and checked against the runner's own."""
-        extras = _extras_of(out)
-        if self._extra_names is None:
-            scalar = sorted(k for k, v in extras.items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)
-                            or isinstance(v, torch.Tensor) and v.numel() == 1 and not v.dtype == torch.bool)
-            clash = [k for k in scalar if k in RUNNER_TRAIN_KEYS]
-            if clash:
-                raise TrainingError(
-                    f"{type(self.task).__name__}.train_step returned extras {clash}, names the runner logs itself "
-                    f"({', '.join(sorted(RUNNER_TRAIN_KEYS))}); rename them in the model's ModelOutput.extras"
-                )
-            skipped = sorted(set(extras) - set(scalar))
-            if skipped:
-                log.info("not logging extras %s of the model output: only scalars are logged", skipped)
-            self._extra_names = tuple(scalar)
-        got = {}
-        for name in self._extra_names:
-            if name not in extras:
-                raise TrainingError(
-                    f"the model output's extras lost {name!r} after the first step (it had {list(self._extra_names)}); "
-                    "a model must return the same scalar extras at every step"
-                )
-            value = extras[name]
-            got[name] = (value.detach().float().reshape(()) if isinstance(value, torch.Tensor)
-                         else torch.tensor(float(value))).to(self.device)
-        return got
 
     def _skip_step(self, what: str, value: float, step: int) -> None:
         st, run = self.state, self.run_cfg

@@ -113,3 +113,15 @@ def test_constant_schedule_resumed_from_cosine_uses_the_new_class(tmp_path, firs
                              **{**BASE, "lr_sched": "constant_lr", "init_lr": 2e-3, "warmup_steps": 0})
     runner.train()
     assert isinstance(runner.lr_scheduler, ConstantLR) and runner.lr_scheduler.last_step == 24
+
+
+def test_an_iteration_run_resumed_past_its_new_max_iters_is_a_config_error(tmp_path):
+    from lavis.runners.runner_iter import RunnerIter
+
+    runner, _ = build_runner(RunnerIter, output_dir=str(tmp_path), max_iters=10, valid_splits=[], test_splits=[])
+    runner.train()
+    again, _ = build_runner(RunnerIter, output_dir=str(tmp_path), max_iters=8, valid_splits=[], test_splits=[],
+                            resume_ckpt_path=str(tmp_path / "checkpoint_latest.pth"))
+    with pytest.raises(ConfigError, match=r"run.max_iters: the checkpoint .* is at global step 10, past the end of "
+                                          r"this run \(8 steps\); raise run.max_iters"):
+        again.train()
