@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lavis.common.checkpoint import safe_torch_load
 from lavis.common.logger import read_metrics
 from tests.toy.cli import finish, start, write_config
+
+pytestmark = pytest.mark.dist  # several processes with torchrun
 
 
 def test_a_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):

@@ -158,3 +158,16 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint was written yet. Start again with a lower learning rate: "
                                             r"--options run.init_lr=0.001 "):
         runner.train()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a GradScaler needs CUDA")
+def test_fp16_inf_gradients_are_the_scalers_to_skip_and_not_counted(tmp_path):
+    InfGradTask.bad_call = 4
+    runner, _ = build_runner(RunnerEpoch, InfGradTask, output_dir=str(tmp_path), max_epoch=1, device="cuda",
+                             amp="fp16", skip_nonfinite_steps=0, valid_splits=[], test_splits=[])
+    scale0 = runner.scaler.get_scale()
+    result = runner.train()  # no error although skip_nonfinite_steps is 0: the scaler skipped that step
+    assert result["train"]["global_step"] == 12 and runner.state.skipped_steps == 0
+    assert runner.scaler.get_scale() < scale0
+    assert not [e for e in read_metrics(tmp_path) if e["split"] == "train/skipped"]
+    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
