@@ -139,7 +139,12 @@ def _validate_run(run: Any, problems: list[str]) -> None:
             problems.append(f"run.{key}: must be at least 1, got {value}")
     if task_known:
         typed = {k: v for k, v in run.items() if k in fields and _matches(v, fields[k].type)}
-        problems.extend(registry.get_task_class(task).validate_run(typed))
+        # hooks see every key: the value given (when its type is right) or the schema default
+        full = {**dataclasses.asdict(run_schema_for(task)()), **typed}
+        problems.extend(registry.get_task_class(task).validate_run(full))
+        runner = run.get("runner", RunConfig.runner)
+        if isinstance(runner, str) and runner in registry.runners:
+            problems.extend(registry.get_runner_class(runner).validate_run(full))
 
 
 def _validate_processor(problems: list[str], dotted: str, cfg: Any) -> None:
@@ -298,6 +303,7 @@ class Config:
         schema = run_schema_for(run.get("task"))
         self._cfg = OmegaConf.merge({"model": {}, "datasets": {}}, cfg)
         self._cfg.run = OmegaConf.merge(OmegaConf.structured(schema), run)
+        self._run = OmegaConf.to_object(self._cfg.run)
 
     @classmethod
     def from_file(cls, cfg_path: str | os.PathLike, options: Sequence[str] | None = None) -> "Config":
@@ -324,8 +330,10 @@ class Config:
         return self._cfg.datasets
 
     @property
-    def run(self) -> DictConfig:
-        return self._cfg.run
+    def run(self) -> RunConfig:
+        """The validated ``run`` section as an instance of :func:`run_schema_for` its task: a
+        :class:`RunConfig` with the task's extra fields, plain Python values (lists, dicts)."""
+        return self._run
 
     # LAVIS-style names
     model_cfg = model

@@ -196,7 +196,9 @@ class MetricLogger:
                     kept.append(json.dumps(event, sort_keys=True) + "\n")
         from lavis.common.io import atomic_write_text
 
-        atomic_write_text("".join(kept), self.path)
+        mode = os.stat(self.path).st_mode & 0o7777  # what open() gave it (umask), or what the user set
+        atomic_write_text("".join(kept), self.path)  # its temporary file is private (0600) ...
+        os.chmod(self.path, mode)  # ... so give the new file the old one's mode back
         self._file = open(self.path, "a", encoding="utf-8")
 
     def close(self) -> None:

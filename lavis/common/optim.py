@@ -3,7 +3,8 @@
 Schedules are driven per *optimizer step* (not per micro-batch and not per epoch): before
 optimizer step ``s`` (0-based) every parameter group has ``lr = lr_at(s) * group["lr_scale"]``.
 A schedule is a pure function of the step, so its state is just the step counter, which makes
-exact resume trivial.
+exact resume trivial. On resume the schedule is built from the (possibly changed) ``run`` keys and
+only the step counter comes from the checkpoint: the config's settings win.
 
 Registered schedules (``run.lr_sched``):
 
@@ -19,13 +20,16 @@ Registered schedules (``run.lr_sched``):
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 from torch import nn
 
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.common.registry import registry
+
+if TYPE_CHECKING:
+    from lavis.common.run_schema import RunConfig
 
 __all__ = [
     "LRScheduler",
@@ -87,7 +91,7 @@ class LRScheduler:
 
     @classmethod
     def from_config(
-        cls, optimizer: torch.optim.Optimizer, run_cfg: Any, total_steps: int, steps_per_epoch: int
+        cls, optimizer: torch.optim.Optimizer, run_cfg: "RunConfig", total_steps: int, steps_per_epoch: int
     ) -> "LRScheduler":
         """Build from ``run`` keys ``init_lr``, ``min_lr``, ``warmup_lr``, ``warmup_steps``, ``lr_decay_rate``."""
         return cls(
@@ -146,18 +150,11 @@ class LRScheduler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the step counter; settings come from the state (the saved run's schedule)."""
-        if state.get("name") not in (None, type(self).__name__):
-            raise CheckpointError(
-                f"the checkpoint's LR schedule is {state.get('name')}, this run uses {type(self).__name__}; "
-                "set run.lr_sched to the schedule of the run you resume"
-            )
-        for key in ("init_lr", "min_lr", "warmup_lr", "decay_rate"):
-            if key in state:
-                setattr(self, key, float(state[key]))
-        for key in ("warmup_steps", "total_steps", "steps_per_epoch", "last_step"):
-            if key in state:
-                setattr(self, key, int(state[key]))
+        """Continue at the saved step counter with this schedule's own settings (those of the
+        current config); the saved settings are only a record of the old run."""
+        if "last_step" not in state:
+            raise CheckpointError(f"an LR schedule state needs 'last_step'; got keys {sorted(state)}")
+        self.last_step = int(state["last_step"])
         self._apply()
 
     def __repr__(self) -> str:
@@ -192,7 +189,7 @@ class ConstantLR(LRScheduler):
 
 
 def build_lr_scheduler(
-    optimizer: torch.optim.Optimizer, run_cfg: Any, total_steps: int, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, run_cfg: "RunConfig", total_steps: int, steps_per_epoch: int
 ) -> LRScheduler:
     """The schedule named by ``run.lr_sched``, set to step 0."""
     cls = registry.get_lr_scheduler_class(run_cfg.lr_sched)
@@ -270,7 +267,7 @@ def _fused_ok(params: Iterable[torch.Tensor]) -> bool:
     return all(p.device.type in supported and p.is_floating_point() for p in params)
 
 
-def build_optimizer(model: nn.Module, run_cfg: Any) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, run_cfg: "RunConfig") -> torch.optim.Optimizer:
     """AdamW over :func:`param_groups` of ``model`` with ``run.init_lr``, ``run.weight_decay``, ``run.betas``.
 
     Uses the fused kernel where the parameters' device supports it, else the multi-tensor

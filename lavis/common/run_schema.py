@@ -1,13 +1,28 @@
 """The typed schema of the ``run`` section of an experiment config.
 
 Every key a runner reads is a field here, with its default. Tasks add their own keys through
-``BaseTask.run_schema`` (a dataclass); :func:`lavis.common.config.validate` checks the union.
+``BaseTask.run_schema`` (a dataclass); :func:`lavis.common.config.validate` checks the union, and
+``Config.run`` is an instance of it.
+
+A field marked ``metadata={"resume": "sensitive"}`` changes the numbers of a run: when it differs
+between a checkpoint and the config that resumes it, the resumed run cannot match an
+uninterrupted one (see :func:`resume_sensitive_keys`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
+
+_SENSITIVE = {"resume": "sensitive"}
+
+
+def _sensitive(default: Any = None, factory: Any = None) -> Any:
+    """A field whose change on resume makes the run differ from an uninterrupted one."""
+    if factory is not None:
+        return field(default_factory=factory, metadata=_SENSITIVE)
+    return field(default=default, metadata=_SENSITIVE)
 
 # Keys whose value must be one of a closed set (registry names are checked separately).
 RUN_CHOICES: dict[str, tuple[str, ...]] = {
@@ -33,35 +48,36 @@ class RunConfig:
 
     # where and how
     output_dir: str = "output/run"  # checkpoints, metrics.jsonl, config.yaml, TensorBoard events
-    seed: int = 42
+    seed: int = _sensitive(42)
     device: str = "auto"  # auto: cuda when available, else cpu
-    amp: str = "none"  # none | auto (bf16 where supported) | bf16 | fp16 (GPU only)
+    amp: str = _sensitive("none")  # none | auto (bf16 where supported) | bf16 | fp16 (GPU only)
     dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     deterministic: bool = False  # torch.use_deterministic_algorithms
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
 
     # data
-    batch_size_train: int = 32  # per process
+    batch_size_train: int = _sensitive(32)  # per process
     batch_size_eval: int = 64  # per process
     num_workers: int = 0
-    train_splits: List[str] = field(default_factory=lambda: ["train"])
+    train_splits: List[str] = _sensitive(factory=lambda: ["train"])
     valid_splits: List[str] = field(default_factory=list)
     test_splits: List[str] = field(default_factory=list)
 
     # optimization
-    max_epoch: int = 1  # epoch runner: number of epochs
-    max_iters: Optional[int] = None  # iteration runner: total optimizer-step iterations
-    iters_per_inner_epoch: Optional[int] = None  # iteration runner: iterations between evaluations
-    init_lr: float = 1e-4
-    min_lr: float = 0.0
-    warmup_lr: float = 0.0
-    warmup_steps: int = 0
-    lr_sched: str = "linear_warmup_cosine_lr"
-    lr_decay_rate: float = 0.9  # step scheduler: factor per epoch
-    weight_decay: float = 0.05
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    accum_grad_iters: int = 1
-    max_grad_norm: Optional[float] = None  # clip the global gradient norm; None: no clipping
+    max_epoch: int = _sensitive(1)  # epoch runner: number of epochs
+    max_iters: Optional[int] = _sensitive(None)  # iteration runner: total optimizer-step iterations
+    iters_per_inner_epoch: Optional[int] = _sensitive(None)  # iteration runner: iterations between evaluations
+    init_lr: float = _sensitive(1e-4)
+    min_lr: float = _sensitive(0.0)
+    warmup_lr: float = _sensitive(0.0)
+    warmup_steps: int = _sensitive(0)
+    lr_sched: str = _sensitive("linear_warmup_cosine_lr")
+    lr_decay_rate: float = _sensitive(0.9)  # step scheduler: factor per epoch
+    weight_decay: float = _sensitive(0.05)
+    betas: List[float] = _sensitive(factory=lambda: [0.9, 0.999])
+    accum_grad_iters: int = _sensitive(1)
+    max_grad_norm: Optional[float] = _sensitive(None)  # clip the global gradient norm; None: no clipping
+    skip_nonfinite_steps: int = 0  # skip up to N optimizer steps with a NaN/inf loss or gradient, then stop
 
     # evaluation, checkpoints, logging
     evaluate: bool = False  # skip training; evaluate test_splits (evaluate.py sets this)
@@ -72,3 +88,9 @@ class RunConfig:
     tensorboard: bool = True
     progress_bar: bool = True
     check_replicas_every: int = 0  # DDP debugging: every N steps verify all ranks hold identical weights
+
+
+def resume_sensitive_keys(schema: type) -> tuple[str, ...]:
+    """Names of the fields of the run dataclass ``schema`` (or of an instance's class) marked
+    ``metadata={"resume": "sensitive"}``, in field order."""
+    return tuple(f.name for f in dataclasses.fields(schema) if f.metadata.get("resume") == "sensitive")

@@ -51,7 +51,14 @@ TASK_METHOD_NAMES = ("generate", "predict_answers", "extract_features", "predict
 
 @dataclass
 class ModelOutput:
-    """What ``forward`` returns: ``loss`` (a scalar) plus named extra tensors for logging."""
+    """What ``forward`` returns: ``loss`` (a scalar tensor) plus named ``extras``.
+
+    The runners log every scalar entry of ``extras`` (a one-element tensor or a number, e.g. token
+    counts or an accuracy) next to the loss: averaged over the micro-batches of an optimizer step
+    and over ranks, into stdout, ``metrics.jsonl`` and TensorBoard. An entry must keep its name at
+    every step and may not reuse a name the runner logs (``loss``, ``lr``, ...). Other entries
+    (e.g. logits) are left to the task and not logged.
+    """
 
     loss: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)

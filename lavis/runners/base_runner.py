@@ -13,6 +13,7 @@ The runner talks to the task only through :class:`lavis.tasks.base_task.BaseTask
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import inspect
 import logging
@@ -32,7 +33,9 @@ from lavis.common.errors import CheckpointError, ConfigError, LavisError, Traini
 from lavis.common.logger import MetricLogger, SmoothedValue, setup_logging, to_plain
 from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
+from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io
+from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice
 from lavis.runners.data import (
     ResumableDistributedSampler,
     SeededDataset,
@@ -44,6 +47,7 @@ from lavis.runners.data import (
     move_to_device,
 )
 from lavis.runners.precision import resolve_precision
+from lavis.runners.stepping import ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm
 
 if TYPE_CHECKING:
     from lavis.common.config import Config
@@ -60,24 +64,21 @@ class BaseRunner:
     metrics; ``evaluate()`` scores ``run.test_splits`` (or the given splits) and returns metrics.
     """
 
+    @classmethod
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        """Problems with the ``run`` values this runner reads, as ``run.key: what`` strings.
+
+        Config validation calls it with every run key (the schema default where a key is not
+        set; types already checked), before anything is built, so a bad run section fails at
+        once. Checks that need the built data sets stay in the runner.
+        """
+        return []
+
     def train(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def evaluate(self, splits: list[str] | None = None) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _loss_of(out: Any) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        loss = out
-    else:
-        loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TrainingError(
-            f"task.train_step must return a ModelOutput (or a dict) whose `loss` is a scalar tensor; "
-            f"got {type(out).__name__} with loss {type(loss).__name__}"
-        )
-    return loss.reshape(())
 
 
 class TrainRunnerBase(BaseRunner):
@@ -98,7 +99,8 @@ class TrainRunnerBase(BaseRunner):
         job_id: str | None = None,
     ):
         self.cfg = cfg
-        self.run_cfg = run = cfg.run
+        self.run_cfg: RunConfig = cfg.run
+        run = self.run_cfg
         self.task = task
         self.datasets = {name: dict(splits) for name, splits in datasets.items()}
         self.job_id = job_id
@@ -119,12 +121,14 @@ class TrainRunnerBase(BaseRunner):
         self.lr_scheduler: LRScheduler | None = None
         self.state = ckpt_io.TrainState()
         self.loss_meter = SmoothedValue(window=max(1, run.log_freq))
+        self.loss_watch = LossWatch()
+        self.extras = ScalarExtras()  # the model output's scalar extras, logged with the loss
+        self._last_saved_step: int | None = None
         self.logger: MetricLogger | None = None
         self._ddp: torch.nn.Module | None = None
         self._train_loader: DataLoader | None = None
         self._train_sampler: ResumableDistributedSampler | None = None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
-        self._last_checkpoint: Path | None = None
         self._log_clock = (time.perf_counter(), 0)
         self._pin = self.device.type == "cuda"
 
@@ -135,19 +139,20 @@ class TrainRunnerBase(BaseRunner):
         run, problems = self.run_cfg, []
         have = "; ".join(f"{n}: {', '.join(s) or '(none)'}" for n, s in self.datasets.items()) or "(no datasets)"
         for key in ("valid_splits", "test_splits"):
-            for split in run[key]:
+            for split in getattr(run, key):
                 if not any(split in s for s in self.datasets.values()):
                     problems.append(f"run.{key}: {split!r} is not a split of any dataset ({have})")
         if not run.evaluate and not any(s in d for s in run.train_splits for d in self.datasets.values()):
             problems.append(f"run.train_splits: {list(run.train_splits)} matches no split of the datasets ({have})")
-        for key in ("num_workers", "save_every_iters", "log_freq", "check_replicas_every", "warmup_steps"):
-            if run[key] < 0:
-                problems.append(f"run.{key}: must be >= 0, got {run[key]}")
-        if run.max_grad_norm is not None and run.max_grad_norm <= 0:
-            problems.append(f"run.max_grad_norm: must be > 0 (or null for no clipping), got {run.max_grad_norm}")
-        problems += self.check_runner_config()
+        # config validation ran these already; repeated for runners built from an unvalidated config
+        problems += type(self).validate_run(dataclasses.asdict(run))
         if problems:
             raise ConfigError(problems, source=getattr(self.cfg, "source", None))
+
+    @classmethod
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        """Value checks of the common run keys (see :meth:`BaseRunner.validate_run`)."""
+        return common_run_problems(run)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -155,10 +160,6 @@ class TrainRunnerBase(BaseRunner):
         if self._optimizer is None:
             self._optimizer = build_optimizer(self.model, self.run_cfg)
         return self._optimizer
-
-    def check_runner_config(self) -> list[str]:
-        """Problems with run keys specific to this runner (overridden by subclasses)."""
-        return []
 
     @property
     def batches_per_epoch(self) -> int:
@@ -302,12 +303,17 @@ class TrainRunnerBase(BaseRunner):
         """One optimizer step over ``group_size`` micro-batches from ``fetch()``; returns the mean loss.
 
         Gradients of the micro-batches are averaged (DDP synchronizes only on the last one). The
-        loss is averaged over ranks; a NaN/inf loss raises :class:`TrainingError` before the
-        weights change.
+        loss and the scalar ``extras`` of the outputs are averaged over micro-batches and ranks.
+        A NaN/inf loss (or, without a gradient scaler, gradient) on any rank skips the step on
+        every rank when ``run.skip_nonfinite_steps`` allows one more skip, and otherwise raises
+        :class:`TrainingError`; either way the weights do not change. (With fp16 the
+        ``GradScaler`` skips steps with inf gradients itself and lowers its scale; those are not
+        counted.)
         """
         run, st = self.run_cfg, self.state
         model = self.train_model
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        extras_sum: dict[str, torch.Tensor] = {}
         n_samples = 0
         for j in range(group_size):
             samples = fetch()
@@ -316,25 +322,41 @@ class TrainRunnerBase(BaseRunner):
             sync = j == group_size - 1 or self._ddp is None
             with nullcontext() if sync else self._ddp.no_sync():  # type: ignore[union-attr]
                 with self.precision.autocast():
-                    loss = _loss_of(self.task.train_step(model, samples))
+                    out = self.task.train_step(model, samples)
+                    loss = loss_of(out)
                 scaled = loss.float() / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach().float()
-        stats = dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(group_size), device=self.device)]))
+            for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
+                extras_sum[name] = extras_sum.get(name, 0) + value
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gnorm = None
+        bad_grad = torch.zeros((), device=self.device)
+        if self.scaler is None and grads:  # the scaler finds inf gradients itself
+            gnorm = total_norm(grads)
+            bad_grad = (~torch.isfinite(gnorm)).float()
+        names = self.extras.names
+        parts = [loss_sum, torch.tensor(float(group_size), device=self.device), bad_grad]
+        parts += [extras_sum.get(n, torch.zeros((), device=self.device)).float() for n in names]
+        stats = dist.all_reduce_sum(torch.stack(parts))  # one collective: every rank decides alike
         mean_loss = float((stats[0] / stats[1]).item())
         step = st.global_step + 1
-        if not math.isfinite(mean_loss):
+        if not math.isfinite(mean_loss) or stats[2].item() > 0:
+            what, value = ("loss", mean_loss) if not math.isfinite(mean_loss) else ("gradient norm", float(gnorm))
             self.optimizer.zero_grad(set_to_none=True)
-            self._raise_nonfinite("loss", mean_loss, step)
+            if st.skipped_steps < run.skip_nonfinite_steps:
+                self._skip_step(what, value, step)
+                return mean_loss
+            self._raise_nonfinite(what, value, step)
+        grad_norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        grad_norm = None
-        if run.max_grad_norm is not None:
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm).item())
-            if not math.isfinite(grad_norm) and self.scaler is None:
-                self.optimizer.zero_grad(set_to_none=True)
-                self._raise_nonfinite("gradient norm", grad_norm, step)
+            if run.max_grad_norm is not None:
+                params = [p for p in self.model.parameters() if p.grad is not None]
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm).item())
+        elif run.max_grad_norm is not None and gnorm is not None:
+            grad_norm = float(gnorm.item())
+            clip_with_norm(grads, run.max_grad_norm, gnorm)
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -346,24 +368,42 @@ class TrainRunnerBase(BaseRunner):
         self.lr_scheduler.step()
         st.global_step = step
         self.loss_meter.update(mean_loss)
+        self.loss_watch.update(mean_loss)
+        extras = {name: float(stats[3 + k] / stats[1]) for k, name in enumerate(names)}
         if run.check_replicas_every and step % run.check_replicas_every == 0:
             dist.check_replicas(self.model, step)
             st.replica_checks += 1
-        self._log_step(mean_loss, lr, grad_norm, n_samples * self.world_size)
+        self._log_step(mean_loss, lr, grad_norm, n_samples * self.world_size, extras)
         return mean_loss
 
+    def _skip_step(self, what: str, value: float, step: int) -> None:
+        st, run = self.state, self.run_cfg
+        st.skipped_steps += 1
+        log.warning(
+            "skipped optimizer step %d: non-finite %s (%s) at epoch %d, data epoch %d, micro-batch %d; the weights "
+            "and optimizer state were not updated (%d of run.skip_nonfinite_steps=%d skips used)", step, what, value,
+            st.epoch, st.data_epoch, st.data_batches, st.skipped_steps, run.skip_nonfinite_steps,
+        )
+        if self.logger is not None:
+            self.logger.log_event("train/skipped", {"nonfinite": what, "value": value,
+                                                    "skipped_steps": st.skipped_steps},
+                                  step=step, epoch=st.epoch, echo=False)
+
     def _raise_nonfinite(self, what: str, value: float, step: int) -> None:
-        st = self.state
-        last = (f"the last good checkpoint is {self._last_checkpoint}" if self._last_checkpoint
-                else "no checkpoint was written yet")
+        st, run = self.state, self.run_cfg
+        skipped = (f" after skipping {st.skipped_steps} such step(s) (run.skip_nonfinite_steps={run.skip_nonfinite_steps})"
+                   if st.skipped_steps else "")
         raise TrainingError(
             f"non-finite {what} ({value}) at global step {step} (epoch {st.epoch}, data epoch {st.data_epoch}, "
-            f"micro-batch {st.data_batches}); the weights were not updated and {last}. Lower run.init_lr, set "
-            "run.max_grad_norm, use run.amp=bf16 instead of fp16, or check the data; then resume with "
-            "run.resume_ckpt_path=<checkpoint>."
+            f"micro-batch {st.data_batches}){skipped}; the weights were not updated. About the checkpoints: "
+            f"{nonfinite_advice(self.loss_watch, self.output_dir, run.init_lr)} "
+            "(add the options of the failed command). Other remedies: set run.max_grad_norm, use run.amp=bf16 "
+            "instead of fp16, check the data, or set run.skip_nonfinite_steps=N to step over rare bad batches."
         )
 
-    def _log_step(self, loss: float, lr: float, grad_norm: float | None, samples: int) -> None:
+    def _log_step(
+        self, loss: float, lr: float, grad_norm: float | None, samples: int, extras: Mapping[str, float]
+    ) -> None:
         run, st = self.run_cfg, self.state
         t0, n0 = self._log_clock
         n0 += samples
@@ -374,6 +414,7 @@ class TrainRunnerBase(BaseRunner):
         values: dict[str, Any] = {"loss": loss, "loss_avg": self.loss_meter.avg, "lr": lr}
         if grad_norm is not None:
             values["grad_norm"] = grad_norm
+        values.update(extras)  # like the loss: this step's mean over micro-batches and ranks
         values["samples_per_s"] = n0 / elapsed
         values["s_per_step"] = elapsed / run.log_freq
         assert self.logger is not None
@@ -382,8 +423,8 @@ class TrainRunnerBase(BaseRunner):
 
     def maybe_save_periodic(self) -> None:
         """Write ``checkpoint_latest.pth`` when ``run.save_every_iters`` says so (collective)."""
-        every = self.run_cfg.save_every_iters
-        if every and self.state.global_step % every == 0:
+        every, step = self.run_cfg.save_every_iters, self.state.global_step
+        if every and step % every == 0 and step != self._last_saved_step:  # a skipped step leaves the step as it was
             self._save(epoch_end=False, improved=False)
 
     def end_epoch(self) -> None:
@@ -504,7 +545,7 @@ class TrainRunnerBase(BaseRunner):
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": self.state.to_dict(),
             "rng": rng,
-            "meters": {"loss": self.loss_meter.state_dict()},
+            "meters": {"loss": self.loss_meter.state_dict(), "loss_watch": self.loss_watch.state_dict()},
             "config": self.cfg.to_dict(),
             "world_size": self.world_size,
             "job_id": self.job_id,
@@ -512,22 +553,36 @@ class TrainRunnerBase(BaseRunner):
         }
 
     def _save(self, epoch_end: bool, improved: bool) -> None:
+        stable = self.loss_watch.at_checkpoint(self.state.global_step)  # same verdict on every rank
         payload = self._payload()  # collective
         if dist.is_main_process():
             written = ckpt_io.write_checkpoints(payload, self.output_dir, self.state.epoch, epoch_end, improved)
-            log.info("saved %s at global step %d", written.name, self.state.global_step)
-        self._last_checkpoint = self.output_dir / "checkpoint_latest.pth"
+            if stable:
+                ckpt_io.link_or_copy(written, self.output_dir / STABLE_NAME)
+            log.info("saved %s at global step %d%s", written.name, self.state.global_step,
+                     "" if stable else " (the training loss rose since the last stable checkpoint; "
+                     f"{STABLE_NAME} stays at global step {self.loss_watch.stable_step})")
+        self._last_saved_step = self.state.global_step
 
     def _resume(self, path: str | os.PathLike) -> None:
         assert self.lr_scheduler is not None
+        ckpt = ckpt_io.load_training_checkpoint(path)
         self.state = ckpt_io.restore_training(
-            ckpt_io.load_training_checkpoint(path), path, model=self.model, optimizer=self.optimizer,
-            lr_scheduler=self.lr_scheduler, scaler=self.scaler, loss_meter=self.loss_meter,
-            run_cfg=self.run_cfg, rank=self.rank, world_size=self.world_size,
+            ckpt, path, model=self.model, optimizer=self.optimizer, lr_scheduler=self.lr_scheduler,
+            scaler=self.scaler, loss_meter=self.loss_meter, run_cfg=self.run_cfg, rank=self.rank,
+            world_size=self.world_size,
         )
+        if "loss_watch" in (ckpt.get("meters") or {}):
+            self.loss_watch.load_state_dict(ckpt["meters"]["loss_watch"])
+        self._check_resume_position()
         if self.logger is not None:
             self.logger.truncate_after(self.state.global_step)
-        self._last_checkpoint = Path(path)
+        self._last_saved_step = self.state.global_step
         st = self.state
-        log.info("resumed from %s: epoch %d (%s), global step %d", path, st.epoch,
-                 "done" if st.epoch_done else f"{st.data_batches} micro-batches in", st.global_step)
+        log.info("resumed from %s: epoch %d (%s), global step %d, learning rate now %.4g", path, st.epoch,
+                 "done" if st.epoch_done else f"{st.data_batches} micro-batches in", st.global_step,
+                 self.optimizer.param_groups[0]["lr"])
+
+    def _check_resume_position(self) -> None:
+        """Raise :class:`ConfigError` when the config ends the run before the checkpoint's position
+        (overridden by the runners)."""

@@ -34,6 +34,7 @@ import torch
 from lavis.common.checkpoint import atomic_save, load_state_dict_file, safe_torch_load, set_rng_state
 from lavis.common.errors import CheckpointError
 from lavis.common.io import fsync_dir
+from lavis.common.run_schema import resume_sensitive_keys
 
 __all__ = [
     "FORMAT",
@@ -50,12 +51,6 @@ __all__ = [
 FORMAT = "lavis-train/1"
 log = logging.getLogger("lavis.runners")
 
-# run keys whose change makes a resumed run differ from the run it continues
-RESUME_SENSITIVE_KEYS = (
-    "seed", "batch_size_train", "accum_grad_iters", "max_epoch", "max_iters", "iters_per_inner_epoch",
-    "init_lr", "min_lr", "warmup_lr", "warmup_steps", "lr_sched", "lr_decay_rate", "weight_decay",
-    "betas", "max_grad_norm", "amp", "train_splits",
-)
 
 
 @dataclass
@@ -66,7 +61,8 @@ class TrainState:
     epoch-end checkpoint are complete. ``data_epoch`` / ``data_batches`` are the position in the
     training data (the sampler epoch and the micro-batches this rank consumed from it); they equal
     ``epoch`` and the batch count of the epoch runner, and run on their own in the iteration runner.
-    ``global_step`` counts optimizer steps; ``best_metric`` / ``best_epoch`` track the best mean
+    ``global_step`` counts optimizer steps that updated the weights (``skipped_steps`` the ones skipped
+for non-finite values); ``best_metric`` / ``best_epoch`` track the best mean
     ``agg_metrics`` on the validation splits; ``replica_checks`` counts DDP replica checks.
     """
 
@@ -78,6 +74,7 @@ class TrainState:
     best_metric: float | None = None
     best_epoch: int | None = None
     replica_checks: int = 0
+    skipped_steps: int = 0  # optimizer steps skipped for a non-finite loss or gradient (run.skip_nonfinite_steps)
     last_valid: dict[str, Any] = field(default_factory=dict)  # metrics of the latest validation
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +168,28 @@ def _plain(value: Any) -> Any:
     return to_plain(value)
 
 
+def changed_run_settings(saved_run: dict[str, Any], run_cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (checkpoint value, new value)}`` for every run key both configs have whose value
+    differs (``resume_ckpt_path`` aside: it always does)."""
+    now = dataclasses.asdict(run_cfg)
+    return {k: (_plain(saved_run[k]), _plain(v)) for k, v in now.items()
+            if k in saved_run and k != "resume_ckpt_path" and _plain(saved_run[k]) != _plain(v)}
+
+
+def _keep_new_hyperparameters(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load the optimizer's state (moments, step counts) but keep the group settings the new
+    config gave it (weight decay, betas, ...): ``Optimizer.load_state_dict`` would restore the old."""
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    if len(saved.get("param_groups", [])) != len(settings):
+        raise CheckpointError(
+            f"run.resume_ckpt_path: the checkpoint's optimizer has {len(saved.get('param_groups', []))} parameter "
+            f"groups, this model has {len(settings)}; resume with the model config of that run"
+        )
+    optimizer.load_state_dict(saved)
+    for group, kept in zip(optimizer.param_groups, settings):
+        group.update(kept)
+
+
 def restore_training(
     ckpt: dict[str, Any],
     path: str | os.PathLike,
@@ -186,9 +205,15 @@ def restore_training(
 ) -> TrainState:
     """Load a training checkpoint into the live objects and return where training stands.
 
-    With the same world size, every rank gets back its own random state and the exact data
-    position, so training continues bit for bit. With another world size the data position is
-    mapped approximately and a warning says so. Changed run keys that matter are warned about.
+    What must stay for exactness comes from the checkpoint: weights, optimizer moments, gradient
+    scaler, RNG states, data position and step counters. Settings come from the config: the
+    optimizer keeps the hyperparameters it was built with and the LR schedule, built from the new
+    ``run`` keys, continues at the checkpoint's global step. Every run key that differs from the
+    checkpoint's config is logged as ``old -> new (using new)``.
+
+    With the same world size and batch size every rank gets back its own random state and the
+    exact data position, so training continues bit for bit. Otherwise the data position is mapped
+    to the nearest micro-batch and a warning says so.
     """
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     if missing or unexpected:
@@ -196,7 +221,7 @@ def restore_training(
             f"run.resume_ckpt_path: the model in {path} does not fit this model: missing {sorted(missing)[:20]}, "
             f"unexpected {sorted(unexpected)[:20]}; resume with the model config of that run"
         )
-    optimizer.load_state_dict(ckpt["optimizer"])
+    _keep_new_hyperparameters(optimizer, ckpt["optimizer"])
     lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
@@ -204,11 +229,12 @@ def restore_training(
         loss_meter.load_state_dict(ckpt["meters"]["loss"])
     state = TrainState.from_dict(ckpt["state"])
     saved_run = (ckpt.get("config") or {}).get("run", {})
+    changed = changed_run_settings(saved_run, run_cfg)
     saved_world, rng = int(ckpt.get("world_size", 1)), ckpt.get("rng") or []
-    if saved_world == world_size and len(rng) == world_size:
+    old_bs = int(saved_run.get("batch_size_train", run_cfg.batch_size_train))
+    if saved_world == world_size and len(rng) == world_size and old_bs == run_cfg.batch_size_train:
         set_rng_state(rng[rank])
     else:
-        old_bs = int(saved_run.get("batch_size_train", run_cfg.batch_size_train))
         consumed = state.data_batches * old_bs * saved_world  # samples of the data epoch, all ranks
         accum = run_cfg.accum_grad_iters
         state.data_batches = consumed // (run_cfg.batch_size_train * world_size) // accum * accum
@@ -216,15 +242,23 @@ def restore_training(
 
         seed_everything(run_cfg.seed + rank + 1000 * state.global_step)
         log.warning(
-            "resuming a run of %d rank(s) on %d: the position in the data and the random streams are mapped "
-            "approximately, so the result will not match an uninterrupted run exactly", saved_world, world_size,
+            "resuming a run of %d rank(s) x batch %d on %d rank(s) x batch %d: the position in data epoch %d "
+            "(%d samples consumed) is mapped to micro-batch %d, so up to a batch of samples is skipped or seen "
+            "twice, and the random streams start afresh", saved_world, old_bs, world_size,
+            run_cfg.batch_size_train, state.data_epoch, consumed, state.data_batches,
         )
-    changed = [k for k in RESUME_SENSITIVE_KEYS if k in saved_run and _plain(saved_run[k]) != _plain(run_cfg[k])]
     if changed:
-        log.warning(
-            "resuming with changed run keys %s (checkpoint: %s; now: %s): the run will not match an uninterrupted one",
-            changed, {k: saved_run[k] for k in changed}, {k: _plain(run_cfg[k]) for k in changed},
-        )
+        lines = "".join(f"\n  run.{k}: {old!r} -> {new!r} (using new)" for k, (old, new) in changed.items())
+        sensitive = [k for k in changed if k in resume_sensitive_keys(type(run_cfg))]
+        tail = ""
+        if sensitive:
+            tail = (f"\nthe LR schedule is rebuilt from the new settings at global step {state.global_step}; "
+                    f"because {', '.join(sensitive)} changed, the run will not match an uninterrupted one")
+        if {"seed", "train_splits"} & set(changed) and not state.epoch_done:
+            tail += (f"\nrun.seed / run.train_splits changed inside data epoch {state.data_epoch}: its remaining "
+                     f"micro-batches (from {state.data_batches}) come from the new data order, so some samples "
+                     "of this epoch are seen twice and some not at all")
+        log.warning("resuming from %s with run settings that differ from the checkpoint's:%s%s", path, lines, tail)
     return state
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.runners.base_runner import TrainRunnerBase
 
@@ -29,6 +30,15 @@ class RunnerEpoch(TrainRunnerBase):
 
     def schedule_lengths(self) -> tuple[int, int]:
         return self.run_cfg.max_epoch * self.steps_per_epoch, self.steps_per_epoch
+
+    def _check_resume_position(self) -> None:
+        st, run = self.state, self.run_cfg
+        if st.epoch >= run.max_epoch:
+            raise ConfigError([
+                f"run.max_epoch: the checkpoint {run.resume_ckpt_path} is in epoch {st.epoch} (global step "
+                f"{st.global_step}), past the end of this run ({run.max_epoch} epoch(s), numbered from 0); raise "
+                "run.max_epoch to continue training"
+            ])
 
     def train_loop(self) -> None:
         st, run = self.state, self.run_cfg

@@ -3,8 +3,9 @@ validation and checkpoints every ``run.iters_per_inner_epoch`` steps."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.runners.base_runner import TrainRunnerBase
 
@@ -25,18 +26,20 @@ class RunnerIter(TrainRunnerBase):
     name = "runner_iter"
     _batches: Any = None  # the live iterator of the endless stream (None: make one at the saved position)
 
-    def check_runner_config(self) -> list[str]:
-        run, problems = self.run_cfg, []
-        if run.evaluate:
+    @classmethod
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        """The common checks plus ``max_iters`` (required) and ``iters_per_inner_epoch``."""
+        problems = super().validate_run(run)
+        if run.get("evaluate"):
             return problems
-        if run.max_iters is None or run.max_iters < 1:
+        max_iters, ipe = run.get("max_iters"), run.get("iters_per_inner_epoch")
+        if max_iters is None or max_iters < 1:
             problems.append(
-                f"run.max_iters: runner_iter needs the number of optimizer steps (>= 1), got {run.max_iters}"
+                f"run.max_iters: runner_iter needs the number of optimizer steps (>= 1), got {max_iters}; "
+                "set run.max_iters, or use run.runner: runner_epoch with run.max_epoch"
             )
-        if run.iters_per_inner_epoch is not None and run.iters_per_inner_epoch < 1:
-            problems.append(
-                f"run.iters_per_inner_epoch: must be >= 1 (or null: one inner epoch), got {run.iters_per_inner_epoch}"
-            )
+        if ipe is not None and ipe < 1:
+            problems.append(f"run.iters_per_inner_epoch: must be >= 1 (or null: one inner epoch), got {ipe}")
         return problems
 
     @property
@@ -45,6 +48,14 @@ class RunnerIter(TrainRunnerBase):
 
     def schedule_lengths(self) -> tuple[int, int]:
         return int(self.run_cfg.max_iters), self.iters_per_inner_epoch
+
+    def _check_resume_position(self) -> None:
+        st, run = self.state, self.run_cfg
+        if st.global_step > int(run.max_iters):
+            raise ConfigError([
+                f"run.max_iters: the checkpoint {run.resume_ckpt_path} is at global step {st.global_step}, past the "
+                f"end of this run ({run.max_iters} steps); raise run.max_iters to continue training"
+            ])
 
     def train_loop(self) -> None:
         st, max_iters = self.state, int(self.run_cfg.max_iters)

@@ -3,13 +3,14 @@ validation step and the metrics. The runner knows nothing of captioning or VQA."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lavis.common import dist
 from lavis.common.registry import registry
+from lavis.common.run_schema import RunConfig
 
 if TYPE_CHECKING:
     from lavis.common.config import Config
@@ -21,7 +22,8 @@ class BaseTask:
 
     ``run_schema`` is an optional dataclass whose fields are extra keys this task reads from the
     ``run`` section (for example generation lengths); config validation accepts and type-checks
-    them next to the common run keys.
+    them next to the common run keys, and the task is built with ``Config.run``: an instance of
+    :class:`RunConfig` extended by ``run_schema`` (see :func:`lavis.common.config.run_schema_for`).
 
     ``result_id_key`` names the field of each validation result that identifies it; results
     gathered from all ranks are de-duplicated on it, so every sample counts exactly once.
@@ -30,13 +32,14 @@ class BaseTask:
     run_schema: ClassVar[type | None] = None
     result_id_key: ClassVar[str] = "instance_id"
 
-    def __init__(self, run_cfg: Any):
+    def __init__(self, run_cfg: RunConfig):
         self.run_cfg = run_cfg
 
     @classmethod
-    def validate_run(cls, run: dict[str, Any]) -> list[str]:
-        """Problems with the values of this task's run keys, as ``run.key: what`` (types are
-        already checked against ``run_schema``); called by config validation. None by default."""
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        """Problems with the values of this task's run keys, as ``run.key: what``; called by config
+        validation with every run key (the schema default where one is not set; types already
+        checked against the schema). None by default."""
         return []
 
     @classmethod

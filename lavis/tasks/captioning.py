@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from lavis.common import dist
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
+from lavis.common.run_schema import RunConfig
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.metrics.caption_metrics import DEFAULT_METRICS, aggregate, metric_problems, score_captions
 from lavis.tasks.metrics.errors import MetricError
@@ -38,15 +40,10 @@ class CaptionRunConfig:
     agg_metric: str = "CIDEr"  # the selection metric reported as agg_metrics; a sum like "CIDEr+Bleu_4" works
 
 
-def _get(cfg: Any, key: str) -> Any:
-    """``cfg.key`` as a plain value (``cfg`` a DictConfig, dict or object); the schema default if unset."""
-    default = getattr(CaptionRunConfig(), key, None)
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    if hasattr(value, "_metadata"):  # an OmegaConf node
-        from omegaconf import OmegaConf
-
-        value = OmegaConf.to_container(value, resolve=True)
-    return value
+@dataclass
+class CaptionRun(CaptionRunConfig, RunConfig):
+    """The whole run section of a captioning config, for type annotations (``Config.run`` is an
+    instance of the equivalent class that :func:`lavis.common.config.run_schema_for` makes)."""
 
 
 def _as_id(x: Any) -> Any:
@@ -62,20 +59,25 @@ class CaptionTask(BaseTask):
     run_schema = CaptionRunConfig
     result_id_key = "image_id"
 
-    def __init__(self, run_cfg: Any):
+    def __init__(self, run_cfg: "CaptionRun"):
+        if not isinstance(run_cfg, CaptionRunConfig):
+            raise TypeError(
+                f"CaptionTask needs the typed run section (Config.run, an instance of "
+                f"run_schema_for('captioning')), got {type(run_cfg).__name__}"
+            )
         super().__init__(run_cfg)
-        problems = self.validate_run(run_cfg)
+        problems = self.validate_run(dataclasses.asdict(run_cfg))
         if problems:
             raise ConfigError(problems)
-        self.max_len: int = _get(run_cfg, "max_len")
-        self.min_len: int = _get(run_cfg, "min_len")
-        self.num_beams: int = _get(run_cfg, "num_beams")
-        self.use_nucleus_sampling: bool = _get(run_cfg, "use_nucleus_sampling")
-        self.top_p: float = _get(run_cfg, "top_p")
-        self.generate_kwargs: dict[str, Any] = dict(_get(run_cfg, "generate_kwargs") or {})
-        self.report_metric: bool = _get(run_cfg, "report_metric")
-        self.metrics: list[str] = list(_get(run_cfg, "metrics"))
-        self.agg_metric: str = _get(run_cfg, "agg_metric")
+        self.max_len: int = run_cfg.max_len
+        self.min_len: int = run_cfg.min_len
+        self.num_beams: int = run_cfg.num_beams
+        self.use_nucleus_sampling: bool = run_cfg.use_nucleus_sampling
+        self.top_p: float = run_cfg.top_p
+        self.generate_kwargs: dict[str, Any] = dict(run_cfg.generate_kwargs or {})
+        self.report_metric: bool = run_cfg.report_metric
+        self.metrics: list[str] = list(run_cfg.metrics)
+        self.agg_metric: str = run_cfg.agg_metric
         self._result_dir: Path | None = None
         if self.report_metric:  # fail now rather than after the first epoch of training
             from lavis.tasks.metrics.caption_metrics import canonical_metrics, spice_problem
@@ -86,9 +88,10 @@ class CaptionTask(BaseTask):
                 raise ConfigError([f"run.metrics: {why}"])
 
     @classmethod
-    def validate_run(cls, run: Any) -> list[str]:
-        """Problems with the values (not the types) of this task's run keys, as ``run.key: what``."""
-        v = {k: _get(run, k) for k in CaptionRunConfig.__dataclass_fields__}
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        """Problems with the values (not the types) of this task's run keys, as ``run.key: what``;
+        a key missing from ``run`` has its schema default."""
+        v = {**dataclasses.asdict(CaptionRunConfig()), **{k: run[k] for k in CaptionRunConfig.__dataclass_fields__ if k in run}}
         problems = []
         ok_int = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
         if ok_int(v["max_len"]) and v["max_len"] < 1:
@@ -115,7 +118,7 @@ class CaptionTask(BaseTask):
         """``<run.output_dir>/result`` unless a runner set another folder."""
         if self._result_dir is not None:
             return self._result_dir
-        return Path(_get(self.run_cfg, "output_dir") or "output/run") / "result"
+        return Path(self.run_cfg.output_dir) / "result"
 
     @result_dir.setter
     def result_dir(self, folder: str | Path) -> None:

@@ -42,6 +42,8 @@ class ToyRunConfig:
     toy_noise: float = 0.5  # augmentation strength of training items
     toy_step_delay: float = 0.0  # seconds slept in each train_step (slows a run down for kill tests)
     toy_nan_at_call: int = 0  # train_step call (1-based) whose loss becomes NaN; 0: never
+    toy_nan_rank: int = -1  # the rank whose loss toy_nan_at_call spoils; -1: every rank
+    toy_log_rank: bool = False  # add extras["toy_rank"] (the process rank) to each training output
     toy_record_eval_ids: bool = False  # write each rank's evaluated ids to <output_dir>/eval_ids_N.json
 
 
@@ -56,7 +58,9 @@ class ToyClassifier(BaseModel):
 
     def forward(self, samples: dict[str, Any]) -> ModelOutput:
         logits = self.net(samples["x"])
-        return ModelOutput(loss=F.cross_entropy(logits, samples["label"]), extras={"logits": logits})
+        accuracy = (logits.argmax(-1) == samples["label"]).float().mean()
+        return ModelOutput(loss=F.cross_entropy(logits, samples["label"]),
+                           extras={"logits": logits, "train_accuracy": accuracy})
 
     @torch.no_grad()
     def predict(self, samples: dict[str, Any]) -> torch.Tensor:
@@ -118,8 +122,10 @@ class ToyTask(BaseTask):
         if self.run_cfg.toy_step_delay:
             time.sleep(self.run_cfg.toy_step_delay)
         out = model(samples)
-        if self.calls == self.run_cfg.toy_nan_at_call:
+        if self.calls == self.run_cfg.toy_nan_at_call and self.run_cfg.toy_nan_rank in (-1, dist.get_rank()):
             out.loss = out.loss * float("nan")
+        if self.run_cfg.toy_log_rank:
+            out.extras["toy_rank"] = float(dist.get_rank())
         return out
 
     def valid_step(self, model: ToyClassifier, samples: dict[str, Any]) -> list[dict[str, Any]]:
@@ -155,6 +161,7 @@ class ToyConfig(Config):
         self.source = None
         self._cfg = OmegaConf.create({"model": {}, "datasets": {}})
         self._cfg.run = run
+        self._run = OmegaConf.to_object(run)
 
 
 TEST_DEFAULTS: dict[str, Any] = {

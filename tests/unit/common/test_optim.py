@@ -3,7 +3,6 @@
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from lavis.common.checkpoint import atomic_save, safe_torch_load
@@ -25,8 +24,8 @@ def opt(n_groups: int = 1) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=1.0)
 
 
-def run_cfg(**kw):
-    return OmegaConf.merge(OmegaConf.structured(RunConfig), {"task": "x", **kw})
+def run_cfg(**kw) -> RunConfig:
+    return RunConfig(task="x", **kw)
 
 
 def test_warmup_is_linear_from_warmup_lr_to_init_lr():
@@ -80,6 +79,17 @@ def test_state_round_trip_through_a_weights_only_file(tmp_path):
     for _ in range(5):
         a.step(), b.step()
         assert a.get_last_lr() == b.get_last_lr()
+
+
+def test_loading_a_state_keeps_this_schedules_settings_and_continues_at_its_step():
+    old = LinearWarmupCosineLR(opt(), init_lr=1e-2, min_lr=1e-3, warmup_steps=3, total_steps=30, steps_per_epoch=10)
+    for _ in range(12):
+        old.step()
+    o = opt()
+    new = ConstantLR(o, init_lr=1e-5, warmup_steps=0, total_steps=60, steps_per_epoch=10)
+    new.load_state_dict(old.state_dict())  # another schedule, another init_lr: the new settings win
+    assert new.last_step == 12 and new.init_lr == 1e-5 and new.total_steps == 60
+    assert o.param_groups[0]["lr"] == pytest.approx(1e-5)
 
 
 def test_built_from_run_config_through_the_registry():

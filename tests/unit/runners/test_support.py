@@ -153,3 +153,24 @@ def test_training_checkpoint_loader_explains_what_is_wrong(tmp_path):
 def test_train_state_round_trip_ignores_unknown_keys():
     st = TrainState(epoch=2, data_batches=5, best_metric=0.5, last_valid={"toy/val": {"agg_metrics": 1.0}})
     assert TrainState.from_dict({**st.to_dict(), "future_key": 1}) == st
+
+
+def test_truncate_after_keeps_the_mode_a_fresh_metrics_file_gets(tmp_path):
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        fresh = MetricLogger(tmp_path / "fresh", enabled=True)
+        fresh.log_event("train", {"loss": 1.0}, step=1, echo=False)
+        fresh.close()
+        logger = MetricLogger(tmp_path / "resumed", enabled=True)
+        for step in (1, 2, 3):
+            logger.log_event("train", {"loss": 1.0}, step=step, echo=False)
+        logger.truncate_after(2)  # what a resume does
+        logger.close()
+    finally:
+        os.umask(old_umask)
+    mode = lambda p: oct(os.stat(p).st_mode & 0o777)  # noqa: E731
+    assert mode(tmp_path / "fresh" / "metrics.jsonl") == "0o644"
+    assert mode(tmp_path / "resumed" / "metrics.jsonl") == "0o644"
+    assert [e["step"] for e in read_metrics(tmp_path / "resumed")] == [1, 2]

@@ -87,7 +87,8 @@ def test_checkpoints_hold_everything_resume_needs(tmp_path):
     runner, _ = build_runner(RunnerEpoch, output_dir=str(tmp_path), max_epoch=2, save_every_iters=5)
     result = runner.train()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["checkpoint_0.pth", "checkpoint_1.pth", "checkpoint_best.pth", "checkpoint_latest.pth",
+    assert names == ["checkpoint_0.pth", "checkpoint_1.pth", "checkpoint_best.pth", "checkpoint_last_stable.pth",
+                     "checkpoint_latest.pth",
                      "config.yaml", "metrics.jsonl"]
     ckpt = safe_torch_load(tmp_path / "checkpoint_latest.pth")  # weights_only=True
     assert {"model", "optimizer", "lr_scheduler", "scaler", "state", "rng", "meters", "config"} <= set(ckpt)

@@ -7,11 +7,12 @@ import os
 import random
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from lavis.common.config import Config, validate
+from lavis.common.config import Config, run_schema_for, validate
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.tasks import setup_task
@@ -61,8 +62,9 @@ def gt_file(tmp_path: Path) -> tuple[dict, Path]:
     return gt, path
 
 
-def run_cfg(tmp_path: Path, **kw) -> dict:
-    return {"task": "captioning", "output_dir": str(tmp_path / "out"), **kw}
+def run_cfg(tmp_path: Path, **kw) -> Any:
+    """A typed captioning run section, as ``Config.run`` gives it."""
+    return run_schema_for("captioning")(task="captioning", output_dir=str(tmp_path / "out"), **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +355,8 @@ def test_config_gives_defaults_and_the_task_checks_values(tmp_path):
         assert expected in msg
     with pytest.raises(ConfigError, match="did you mean 'CIDEr'"):
         CaptionTask(run_cfg(tmp_path, agg_metric="cidr"))
+    with pytest.raises(TypeError, match=r"typed run section \(Config.run"):
+        CaptionTask({"task": "captioning"})  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +376,7 @@ def _two_rank_worker(rank: int, port: int, gt_path: str, out_dir: str, outcome_d
         gt = json.loads(Path(gt_path).read_text())
         firsts = first_captions(gt)
         ids = sorted(firsts)
-        task = CaptionTask({"task": "captioning", "output_dir": out_dir, "metrics": FAST})
+        task = CaptionTask(run_schema_for("captioning")(task="captioning", output_dir=out_dir, metrics=FAST))
         mine = [{"image_id": torch.tensor(ids[rank::2])}]  # each rank sees half of the split
         results = task.evaluation(StubCaptioner(firsts), mine, progress=False)
         outcome = {"n": len(results), "metrics": task.after_evaluation(results, "val", 0, CaptionSplit(gt_path))}

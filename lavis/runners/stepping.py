@@ -1,0 +1,118 @@
+"""What a training step needs besides the loop: the loss and scalar extras of a task's output,
+gradient norms and clipping, and the value checks of the common ``run`` keys."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import torch
+
+from lavis.common.errors import TrainingError
+
+__all__ = ["RUNNER_TRAIN_KEYS", "ScalarExtras", "clip_with_norm", "common_run_problems", "loss_of", "total_norm"]
+
+log = logging.getLogger("lavis.runners")
+
+# values the runner itself logs for a training step; extras may not reuse these names
+RUNNER_TRAIN_KEYS = frozenset({"loss", "loss_avg", "lr", "grad_norm", "samples_per_s", "s_per_step"})
+
+
+def loss_of(out: Any) -> torch.Tensor:
+    """The scalar loss of what ``task.train_step`` returned (a ModelOutput, a dict or a tensor)."""
+    if isinstance(out, torch.Tensor):
+        loss = out
+    else:
+        loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TrainingError(
+            f"task.train_step must return a ModelOutput (or a dict) whose `loss` is a scalar tensor; "
+            f"got {type(out).__name__} with loss {type(loss).__name__}"
+        )
+    return loss.reshape(())
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and value.dtype != torch.bool
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ScalarExtras:
+    """Picks the scalar entries of the outputs' ``extras`` for logging.
+
+    The names are fixed at the first micro-batch (every rank must reduce the same values, in the
+    same order) and may not reuse a name the runner logs itself.
+    """
+
+    def __init__(self) -> None:
+        self._names: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The logged names, sorted (empty before the first output)."""
+        return self._names or ()
+
+    def collect(self, out: Any, device: torch.device, task_name: str) -> dict[str, torch.Tensor]:
+        """``{name: 0-d float tensor on device}`` of the scalar extras of ``out``."""
+        extras = out.get("extras") if isinstance(out, Mapping) else getattr(out, "extras", None)
+        extras = dict(extras) if isinstance(extras, Mapping) else {}
+        if self._names is None:
+            scalar = sorted(k for k, v in extras.items() if _is_scalar(v))
+            clash = [k for k in scalar if k in RUNNER_TRAIN_KEYS]
+            if clash:
+                raise TrainingError(
+                    f"{task_name}.train_step returned extras {clash}, names the runner logs itself "
+                    f"({', '.join(sorted(RUNNER_TRAIN_KEYS))}); rename them in the model's ModelOutput.extras"
+                )
+            skipped = sorted(set(extras) - set(scalar))
+            if skipped:
+                log.info("not logging extras %s of the model output: only scalars are logged", skipped)
+            self._names = tuple(scalar)
+        got = {}
+        for name in self._names:
+            if name not in extras:
+                raise TrainingError(
+                    f"the model output's extras lost {name!r} after the first step (it had {list(self._names)}); "
+                    "a model must return the same scalar extras at every step"
+                )
+            value = extras[name]
+            got[name] = (value.detach().float().reshape(()) if isinstance(value, torch.Tensor)
+                         else torch.tensor(float(value))).to(device)
+        return got
+
+
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all gradients together (a 0-d float tensor; inf/nan when any gradient is)."""
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def clip_with_norm(grads: list[torch.Tensor], max_norm: float, norm: torch.Tensor) -> None:
+    """Scale ``grads`` in place so that their total norm ``norm`` becomes at most ``max_norm``."""
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, coef.to(grads[0].device))
+
+
+def common_run_problems(run: Mapping[str, Any]) -> list[str]:
+    """Problems with the values of the run keys every training runner reads, as ``run.key: what``."""
+    problems = []
+    for key in ("num_workers", "save_every_iters", "log_freq", "check_replicas_every", "warmup_steps",
+                "skip_nonfinite_steps"):
+        value = run.get(key)
+        if isinstance(value, int) and value < 0:
+            problems.append(f"run.{key}: must be >= 0, got {value}")
+    norm = run.get("max_grad_norm")
+    if isinstance(norm, (int, float)) and norm <= 0:
+        problems.append(f"run.max_grad_norm: must be > 0 (or null for no clipping), got {norm}")
+    betas = run.get("betas")
+    if isinstance(betas, (list, tuple)) and len(betas) != 2:
+        problems.append(f"run.betas: expected two numbers, got {list(betas)}")
+    if run.get("amp") == "fp16":
+        device = run.get("device", "auto")
+        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+            problems.append(
+                "run.amp: fp16 needs a CUDA GPU (it relies on loss scaling); this run is on cpu. "
+                "Use run.amp=bf16 (or auto) for mixed precision on CPU, or run.amp=none"
+            )
+    return problems
