@@ -19,6 +19,7 @@ from tests.toy.cli import ROOT, assert_same_run, finish, kill_mid_epoch, start  
 
 DEMO = ROOT / "configs" / "demo" / "caption_shapes.yaml"
 TRAIN = ROOT / "train.py"
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process training: no OpenMP spin-waits on a shared machine
 FAST_METRICS = ["BLEU", "CIDEr"]  # METEOR's Java start-up costs seconds and proves nothing here
 
 
