@@ -16,6 +16,7 @@ from PIL import Image
 
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from tests.unit.datasets.real_formats import LAYOUTS, builder_fixture
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +63,11 @@ def shapes_caption_fixture(tmp_path: Path) -> dict:
 
 
 #: a builder name -> its config overrides on small fixture files (written under tmp_path)
-BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {"shapes_caption": shapes_caption_fixture}
+BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
+    "shapes_caption": shapes_caption_fixture,
+    # the real data sets: published-format files laid out as the download does (tests/unit/datasets/real_formats.py)
+    **{name: builder_fixture(name) for name in LAYOUTS},
+}
 
 
 @pytest.mark.parametrize("name", registry.list_datasets())

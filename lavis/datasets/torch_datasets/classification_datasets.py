@@ -47,13 +47,12 @@ class ImageFolderDataset(MediaDataset):
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
         if not self.classes:
             raise ValueError(f"{root} holds no class folders; expected {root}/<class>/<image>.JPEG")
-        self._records = [
+        records = [
             {"image": f"{c}/{f.name}", "label": i}
             for i, c in enumerate(self.classes)
             for f in sorted((root / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
         ]
-        super().__init__(vis_processor, text_processor, root, (), max_skipped)
-        self.annotation = self._records
+        super().__init__(vis_processor, text_processor, root, (), max_skipped, records=records)
         mapping = read_class_names(class_names) if class_names is not None else {}
         unnamed = [c for c in self.classes if mapping and c not in mapping]
         if unnamed:

@@ -83,12 +83,12 @@ class MediaDataset(BaseDataset):
 
     def __init__(self, vis_processor: BaseProcessor | None = None, text_processor: BaseProcessor | None = None,
                  vis_root: str | os.PathLike = "", ann_paths: Sequence[str | os.PathLike] | str = (),
-                 max_skipped: int = 100):
+                 max_skipped: int = 100, records: list[dict[str, Any]] | None = None):
         if isinstance(ann_paths, (str, os.PathLike)):
             ann_paths = [ann_paths]
         self.vis_root = Path(vis_root)
         self.ann_paths = [Path(p) for p in ann_paths]
-        self.annotation: list[dict[str, Any]] = []
+        self.annotation: list[dict[str, Any]] = list(records) if records is not None else []
         for p in self.ann_paths:
             self.annotation.extend(self.parse(read_json(p), p))
         self.vis_processor: BaseProcessor = vis_processor or BaseProcessor()
@@ -96,7 +96,9 @@ class MediaDataset(BaseDataset):
         if int(max_skipped) < 0:
             raise ValueError(f"max_skipped must be >= 0, got {max_skipped}")
         self.max_skipped = int(max_skipped)
+        # shared with DataLoader workers: a flag per item (an item counts once however often it is read)
         self._skipped = multiprocessing.Value("q", 0)
+        self._skipped_flags = multiprocessing.RawArray("b", max(len(self.annotation), 1))
         self.skipped_paths: deque[str] = deque(maxlen=LAST_PATHS)
 
     # -- subclass hooks ---------------------------------------------------------------------------
@@ -110,7 +112,8 @@ class MediaDataset(BaseDataset):
     # -- loading ----------------------------------------------------------------------------------
     @property
     def skipped(self) -> int:
-        """Items skipped so far for unreadable media (in this process and its DataLoader workers)."""
+        """Distinct items skipped so far for unreadable media (in this process and its DataLoader workers;
+        an item skipped again in a later epoch is not counted twice)."""
         return int(self._skipped.value)
 
     def open_image(self, relative: str) -> Image.Image:
@@ -129,12 +132,14 @@ class MediaDataset(BaseDataset):
         try:
             return self.item(index)
         except UnreadableMedia as e:
-            self._skip(e)
+            self._skip(index, e)
             return None
 
-    def _skip(self, e: UnreadableMedia) -> None:
+    def _skip(self, index: int, e: UnreadableMedia) -> None:
         with self._skipped.get_lock():
-            self._skipped.value += 1
+            if not self._skipped_flags[index]:
+                self._skipped_flags[index] = 1
+                self._skipped.value += 1
             count = self._skipped.value
         self.skipped_paths.append(str(e.path))
         logger.warning("skipping item with unreadable media %s (%s); %d skipped so far, limit %d",
