@@ -87,12 +87,15 @@ def run_command(command: str) -> int:
     assert argv[:3] == ["python", "-m", "lavis.datasets.download"], command
     old = sys.argv
     sys.argv = ["lavis.datasets.download", *argv[3:]]
+    imported = sys.modules.pop("lavis.datasets.download.__main__", None)  # runpy runs it afresh, as python -m does
     try:
         runpy.run_module("lavis.datasets.download", run_name="__main__", alter_sys=True)
     except SystemExit as e:
         return int(e.code or 0)
     finally:
         sys.argv = old
+        if imported is not None:
+            sys.modules["lavis.datasets.download.__main__"] = imported
     return 0
 
 
