@@ -41,6 +41,7 @@ class SplitFiles:
     gt: Optional[str] = None  # COCO-format caption ground truth (captioning eval splits)
     answer_list: Optional[str] = None  # candidate answers of rank-mode VQA (VQA eval splits)
     image_info: Optional[str] = None  # NoCaps official image list: the domain of each image
+    ans2label: Optional[str] = None  # video QA: {answer: class id}
 
 
 @dataclass
@@ -85,6 +86,8 @@ class RealDatasetBuilder(BaseDatasetBuilder):
     #: per-split keys whose files the download fetches with the images (NoCaps image lists)
     media_split_keys: ClassVar[frozenset[str]] = frozenset()
     needs_images: ClassVar[bool] = True
+    #: what ``build_info.images`` holds, as the download names that kind (``--only images`` / ``videos``)
+    media_kind: ClassVar[str] = "images"
 
     @classmethod
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
@@ -138,7 +141,7 @@ class RealDatasetBuilder(BaseDatasetBuilder):
         return resolve_storage(str(value)) if value else None
 
     def required_files(self) -> dict[str, list[Path]]:
-        """``{"annotations": [...], "images": [...]}``: what must exist before building."""
+        """``{"annotations": [...], media_kind: [...]}``: what must exist before building."""
         annotations: list[Path] = []
         images = [self.image_root()] if self.build_info.get("images") else []
         for split in self.splits():
@@ -146,7 +149,7 @@ class RealDatasetBuilder(BaseDatasetBuilder):
             for key in sorted(self.split_keys):
                 if (path := self.optional_path(split, key)) is not None:
                     (images if key in self.media_split_keys else annotations).append(path)
-        return {"annotations": list(dict.fromkeys(annotations)), "images": list(dict.fromkeys(images))}
+        return {"annotations": list(dict.fromkeys(annotations)), self.media_kind: list(dict.fromkeys(images))}
 
     # -- prepare and build --------------------------------------------------------------------------
     def download_command(self, only: str | None) -> str:

@@ -216,10 +216,66 @@ def imagenet_files() -> dict[str, bytes]:
     return files
 
 
+# ------------------------------------------------------------------------------------------- video
+def video_bytes(seed: int, suffix: str = ".mp4", frames: int = 6, size: tuple[int, int] = (32, 24)) -> bytes:
+    """A tiny MPEG-4 video (``frames`` frames whose brightness rises) in an .mp4 or .avi container."""
+    import tempfile
+
+    import av
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"clip{suffix}"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("mpeg4", rate=5)
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            for t in range(frames):
+                pixels = np.full((size[1], size[0], 3), (seed * 40 + t * 30) % 256, dtype=np.uint8)
+                pixels[:, : size[0] // 2, 0] = 200  # a red left half
+                for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        return path.read_bytes()
+
+
+def _video_files(name: str, tasks: tuple[str, ...], videos: list[str]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for task in tasks:
+        for split, video in zip(("train", "val", "test"), videos):
+            if task == "qa":
+                entries = [{"video": video, "question": "what is a man doing?", "answer": a} for a in ("cooking", "dancing")]
+            elif split == "train":
+                entries = [{"video": video, "caption": f"a man is cooking {c}"} for c in range(2)]
+            else:  # eval: LAVIS's files hold one or more entries per video, with a caption or a list
+                entries = [{"video": video, "caption": ["a man is cooking", "someone cooks"]},
+                           {"video": video, "caption": "a person cooks food"}]
+            files[f"{name}/annotations/{task}_{split}.json"] = _json(entries)
+    if "qa" in tasks:
+        files[f"{name}/annotations/qa_ans2label.json"] = _json({"cooking": 0, "playing": 1})
+    for n, video in enumerate(videos):
+        files[f"{name}/videos/{video}"] = video_bytes(n, Path(video).suffix)
+    return files
+
+
+def msrvtt_files() -> dict[str, bytes]:
+    return _video_files("msrvtt", ("retrieval", "cap", "qa"), ["video0.mp4", "video7010.mp4", "video9770.mp4"])
+
+
+def msvd_files() -> dict[str, bytes]:
+    return _video_files("msvd", ("cap", "qa"), ["-4wsuPCjDBc_5_15.avi", "-7KMZQEsJW4_205_208.avi", "-8y1Q0rA3n8_108_115.avi"])
+
+
+def didemo_files() -> dict[str, bytes]:
+    return _video_files("didemo", ("retrieval",), ["10015567@N08_3655084291.mp4", "10034275@N02_4617219064.mp4",
+                                                    "10064186@N06_3213826437.mp4"])
+
+
 LAYOUTS: dict[str, Callable[[], dict[str, bytes]]] = {
     "coco": coco_files, "flickr30k": flickr30k_files, "nocaps": nocaps_files, "vqav2": vqav2_files,
     "okvqa": okvqa_files, "aokvqa": aokvqa_files, "gqa": gqa_files, "nlvr2": nlvr2_files,
-    "snli_ve": snli_ve_files, "imagenet": imagenet_files,
+    "snli_ve": snli_ve_files, "imagenet": imagenet_files, "msrvtt": msrvtt_files, "msvd": msvd_files,
+    "didemo": didemo_files,
 }
 
 
@@ -239,7 +295,7 @@ def relocate(build_info: dict[str, Any], root: Path) -> dict[str, Any]:
             return {k: move(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [move(v, key) for v in value]
-        if isinstance(value, str) and key in ("storage", "gt", "answer_list", "image_info", "class_names"):
+        if isinstance(value, str) and key in ("storage", "gt", "answer_list", "image_info", "class_names", "ans2label"):
             return str(root / value)
         return value
     return move(build_info)
@@ -259,4 +315,4 @@ def builder_fixture(name: str) -> Callable[[Path], dict]:
     return make
 
 
-__all__ = ["LAYOUTS", "builder_fixture", "image_bytes", "nocaps_index", "relocate", "write_files"]
+__all__ = ["LAYOUTS", "builder_fixture", "image_bytes", "nocaps_index", "relocate", "video_bytes", "write_files"]
