@@ -16,6 +16,7 @@ from PIL import Image
 
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from tests.unit.datasets.real_formats import LAYOUTS, builder_fixture
 
 
 @pytest.fixture(autouse=True)
@@ -40,9 +41,26 @@ def check_text_output(proc, out: Any) -> None:
     assert isinstance(out, str) and out == out.strip() and "red circle" in out and "!" not in out
 
 
+def _video() -> str:
+    import tempfile
+
+    from tests.unit.datasets.real_formats import video_bytes
+
+    path = Path(tempfile.mkdtemp()) / "clip.mp4"
+    path.write_bytes(video_bytes(1))
+    return str(path)
+
+
+def check_video_output(proc, out: Any) -> None:
+    size = proc.image_size
+    assert isinstance(out, torch.Tensor) and out.shape == (3, proc.num_frames, size, size) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.std() > 0
+
+
 SAMPLES: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], None]]] = {
     "image": (_image, check_image_output),
     "text": (lambda: "  A RED   circle!  ", check_text_output),
+    "video": (_video, check_video_output),
 }
 
 
@@ -62,7 +80,11 @@ def shapes_caption_fixture(tmp_path: Path) -> dict:
 
 
 #: a builder name -> its config overrides on small fixture files (written under tmp_path)
-BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {"shapes_caption": shapes_caption_fixture}
+BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
+    "shapes_caption": shapes_caption_fixture,
+    # the real data sets: published-format files laid out as the download does (tests/unit/datasets/real_formats.py)
+    **{name: builder_fixture(name) for name in LAYOUTS},
+}
 
 
 @pytest.mark.parametrize("name", registry.list_datasets())

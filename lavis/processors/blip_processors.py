@@ -79,17 +79,21 @@ class BlipImageBaseProcessor(BaseProcessor):
 @registry.register_processor("blip_image_train")
 class BlipImageTrainProcessor(BlipImageBaseProcessor):
     """Training images: random resized crop (bicubic, area fraction in ``[min_scale, max_scale]``),
-    optional horizontal flip, then ``ToTensor`` and ``Normalize(mean, std)``.
+    optional horizontal flip, optional ``randaugment`` (LAVIS's ``RandomAugment(2, 5)`` of
+    :mod:`lavis.processors.randaugment`, as BLIP's published fine-tuning recipes use), then
+    ``ToTensor`` and ``Normalize(mean, std)``.
 
     Turn ``horizontal_flip`` off when captions speak of left and right.
     """
 
     def __init__(self, image_size: int = 384, mean: Sequence[float] = BLIP_MEAN, std: Sequence[float] = BLIP_STD,
-                 min_scale: float = 0.5, max_scale: float = 1.0, horizontal_flip: bool = True):
+                 min_scale: float = 0.5, max_scale: float = 1.0, horizontal_flip: bool = True,
+                 randaugment: bool = False):
         super().__init__(image_size, mean, std)
         if not 0 < min_scale <= max_scale <= 1:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
         self.min_scale, self.max_scale, self.horizontal_flip = float(min_scale), float(max_scale), bool(horizontal_flip)
+        self.randaugment = bool(randaugment)
         steps: list = [
             transforms.RandomResizedCrop(
                 self.image_size, scale=(self.min_scale, self.max_scale), interpolation=InterpolationMode.BICUBIC
@@ -97,6 +101,10 @@ class BlipImageTrainProcessor(BlipImageBaseProcessor):
         ]
         if self.horizontal_flip:
             steps.append(transforms.RandomHorizontalFlip())
+        if self.randaugment:
+            from lavis.processors.randaugment import RandomAugment
+
+            steps.append(RandomAugment(num_ops=2, magnitude=5))
         steps += [transforms.ToTensor(), self.normalize]
         self.transform = transforms.Compose(steps)
 

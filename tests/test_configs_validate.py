@@ -1,0 +1,56 @@
+"""Every experiment config under configs/ and projects/ loads and validates against the run schema,
+the task's run keys and the registry (Config.from_file), without building a model; the BLIP project
+configs carry the hyper-parameters of LAVIS's published recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lavis.common.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.relative_to(REPO).as_posix() for folder in ("configs", "projects") for p in (REPO / folder).rglob("*.yaml"))
+
+
+def test_the_config_folders_are_found() -> None:
+    assert "configs/demo/caption_shapes.yaml" in CONFIGS
+    assert {"projects/blip/caption_coco_ft.yaml", "projects/blip/caption_coco_eval.yaml",
+            "projects/blip/caption_nocaps_eval.yaml"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_every_experiment_config_validates(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lavis.models.base_model import BaseModel
+
+    monkeypatch.setattr(BaseModel, "__init__", lambda *a, **k: pytest.fail("validation must not build a model"))
+    cfg = Config.from_file(REPO / path)  # raises ConfigError naming every bad key
+    assert cfg.run.task and cfg.model.arch and len(cfg.datasets) >= 1
+
+
+def test_blip_coco_finetune_follows_the_lavis_recipe() -> None:
+    cfg = Config.from_file(REPO / "projects/blip/caption_coco_ft.yaml")
+    run = cfg.run
+    assert (run.init_lr, run.min_lr, run.weight_decay, run.max_epoch) == (1e-5, 0.0, 0.05, 5)
+    assert (run.batch_size_train, run.batch_size_eval, run.lr_sched) == (32, 64, "linear_warmup_cosine_lr")
+    assert (run.max_len, run.min_len, run.num_beams) == (20, 5, 3)
+    assert (list(run.train_splits), list(run.valid_splits), list(run.test_splits)) == (["train"], ["val"], ["test"])
+    assert cfg.model.model_type == "base_coco" and cfg.model.load_finetuned is False
+    train = cfg.datasets.coco.vis_processor.train
+    assert (train.name, train.image_size, train.randaugment) == ("blip_image_train", 384, True)
+    assert cfg.datasets.coco.text_processor.train.prompt == "a picture of " == cfg.model.prompt
+    assert cfg.datasets.coco.build_info.annotations.test.gt == "coco_gt/coco_karpathy_test_gt.json"
+
+
+def test_blip_eval_configs_follow_the_lavis_recipes() -> None:
+    coco = Config.from_file(REPO / "projects/blip/caption_coco_eval.yaml").run
+    assert coco.evaluate is True and list(coco.test_splits) == ["test"]
+    assert (coco.batch_size_eval, coco.max_len, coco.min_len, coco.num_beams) == (64, 20, 5, 3)
+    nocaps = Config.from_file(REPO / "projects/blip/caption_nocaps_eval.yaml")
+    assert list(nocaps.run.test_splits) == ["val", "test"] and nocaps.run.report_metric is False
+    assert nocaps.datasets.nocaps.vis_processor.eval.image_size == 384
+    # the override docs/reproducing.md gives for scoring val locally is valid
+    local = Config.from_file(REPO / "projects/blip/caption_nocaps_eval.yaml",
+                             ["run.test_splits=[val]", "run.report_metric=true"])
+    assert list(local.run.test_splits) == ["val"] and local.run.report_metric is True
