@@ -33,13 +33,19 @@ def test_blip_coco_finetune_follows_the_lavis_recipe() -> None:
     cfg = Config.from_file(REPO / "projects/blip/caption_coco_ft.yaml")
     run = cfg.run
     assert (run.init_lr, run.min_lr, run.weight_decay, run.max_epoch) == (1e-5, 0.0, 0.05, 5)
-    assert (run.batch_size_train, run.batch_size_eval, run.lr_sched) == (32, 64, "linear_warmup_cosine_lr")
+    assert (run.batch_size_train, run.batch_size_eval, run.lr_sched) == (32, 64, "lavis_cosine_lr")
+    assert run.warmup_lr == -1.0  # LAVIS's per-epoch cosine with its default warm-up start
     assert (run.max_len, run.min_len, run.num_beams) == (20, 5, 3)
     assert (list(run.train_splits), list(run.valid_splits), list(run.test_splits)) == (["train"], ["val"], ["test"])
     assert cfg.model.model_type == "base_coco" and cfg.model.load_finetuned is False
     train = cfg.datasets.coco.vis_processor.train
     assert (train.name, train.image_size, train.randaugment) == ("blip_image_train", 384, True)
-    assert cfg.datasets.coco.text_processor.train.prompt == "a picture of " == cfg.model.prompt
+    import inspect
+
+    from lavis.common.registry import registry
+
+    model_prompt = inspect.signature(registry.get_model_class("blip_caption")).parameters["prompt"].default
+    assert cfg.datasets.coco.text_processor.train.prompt == "a picture of " == cfg.model.get("prompt", model_prompt)
     assert cfg.datasets.coco.build_info.annotations.test.gt == "coco_gt/coco_karpathy_test_gt.json"
 
 

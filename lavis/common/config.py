@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lavis.common import lavis_compat
 from lavis.common.errors import ConfigError, describe_unknown
 from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
@@ -313,6 +314,7 @@ class Config:
     @classmethod
     def from_dict(cls, cfg: dict | DictConfig, options: Sequence[str] | None = None, source: str | None = None) -> "Config":
         user = OmegaConf.merge(OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg, parse_options(options))
+        user, _ = lavis_compat.translate(user)
         problems = _model_type_problems(user)
         merged = OmegaConf.merge(_shipped_defaults(user), user)
         problems += validate(merged)

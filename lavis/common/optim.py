@@ -15,6 +15,10 @@ Registered schedules (``run.lr_sched``):
   ``min_lr``), where the epoch is counted in optimizer steps per epoch (inner epochs for the
   iteration runner).
 - ``constant_lr``: the same warmup, then ``init_lr``.
+- ``lavis_cosine_lr`` / ``lavis_step_lr``: LAVIS 1.0's per-epoch schedules (warm-up in the first
+  epoch only, then one rate per epoch), for configs that reproduce LAVIS runs; LAVIS-structured
+  configs that name ``linear_warmup_cosine_lr`` / ``linear_warmup_step_lr`` get these (see
+  :mod:`lavis.common.lavis_compat`).
 """
 
 from __future__ import annotations
@@ -186,6 +190,47 @@ class ConstantLR(LRScheduler):
 
     def after_warmup(self, step: int) -> float:
         return self.init_lr
+
+
+class _LavisEpochLR(LRScheduler):
+    """LAVIS 1.0's per-epoch schedules, for configs that reproduce LAVIS runs.
+
+    In the first epoch the rate warms up linearly from ``warmup_lr`` (``init_lr`` when
+    ``warmup_lr < 0``, LAVIS's default of -1) to ``init_lr`` over ``warmup_steps`` steps and then
+    stays there; from the second epoch on it is one rate per epoch (:meth:`epoch_lr`). LAVIS counts
+    data iterations where this counts optimizer steps: the two agree with ``accum_grad_iters: 1``.
+    """
+
+    def lr_at(self, step: int) -> float:
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        if epoch == 0:
+            start = self.warmup_lr if self.warmup_lr >= 0 else self.init_lr
+            return min(self.init_lr, start + (self.init_lr - start) * in_epoch / max(self.warmup_steps, 1))
+        return self.epoch_lr(epoch)
+
+    @property
+    def num_epochs(self) -> int:
+        return max(1, round(self.total_steps / self.steps_per_epoch))
+
+    def epoch_lr(self, epoch: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@registry.register_lr_scheduler("lavis_cosine_lr")
+class LavisCosineLR(_LavisEpochLR):
+    """LAVIS's ``linear_warmup_cosine_lr``: warm-up in epoch 0, then
+    ``min_lr + (init_lr - min_lr) * (1 + cos(pi * epoch / max_epoch)) / 2`` for the whole epoch."""
+
+    def epoch_lr(self, epoch: int) -> float:
+        return self.min_lr + (self.init_lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * epoch / self.num_epochs))
+
+
+@registry.register_lr_scheduler("lavis_step_lr")
+class LavisStepLR(_LavisEpochLR):
+    """LAVIS's ``linear_warmup_step_lr``: warm-up in epoch 0, then ``max(min_lr, init_lr * decay_rate ** epoch)``."""
+
+    def epoch_lr(self, epoch: int) -> float:
+        return max(self.min_lr, self.init_lr * self.decay_rate**epoch)
 
 
 def build_lr_scheduler(
