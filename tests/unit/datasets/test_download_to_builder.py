@@ -162,3 +162,27 @@ def test_nocaps_images_fetched_one_by_one_then_built_with_domains(mirror: FileSe
     splits = builder("nocaps").build_datasets()
     batch = one_batch(splits["val"])
     assert batch["domain"] == ["in-domain", "near-domain", "out-domain"] and batch["image"].shape[0] == 3
+
+
+def test_coco_download_then_the_project_config_trains_validates_and_tests(
+    mirror: FileServer, lavis_cache: Path, tmp_path: Path, one_thread
+) -> None:
+    """From an empty cache: the download command, then ``train.py`` on
+    ``projects/blip/caption_coco_ft.yaml`` with tiny-model and short-run overrides, scored with CIDEr."""
+    from lavis.cli import train_main
+
+    serve_fixture(mirror, "coco")
+    assert run_command("python -m lavis.datasets.download coco --no-progress") == 0
+    project = Path(__file__).resolve().parents[3] / "projects" / "blip" / "caption_coco_ft.yaml"
+    out = tmp_path / "run"
+    result = train_main(["--cfg-path", str(project), "--options",
+                         "model.model_type=tiny", "datasets.coco.vis_processor.train.image_size=64",
+                         "datasets.coco.vis_processor.eval.image_size=64", "run.device=cpu", "run.num_workers=0",
+                         "run.max_epoch=1", "run.batch_size_train=2", "run.batch_size_eval=2", "run.num_beams=1",
+                         "run.max_len=8", "run.min_len=2", "run.metrics=[BLEU,CIDEr]", "run.progress_bar=false",
+                         "run.tensorboard=false", f"run.output_dir={out}"])
+    assert result["train"]["global_step"] == 2  # 4 training captions, batch 2
+    assert set(result["valid"]) == {"coco/val"} and "CIDEr" in result["valid"]["coco/val"]
+    test = result["test"]["coco/test"]
+    assert 0.0 <= test["CIDEr"] and test["agg_metrics"] == test["CIDEr"]
+    assert (out / "checkpoint_best.pth").is_file() and (out / "config.yaml").is_file()
