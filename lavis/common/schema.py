@@ -4,6 +4,9 @@ Config validation uses this for the ``run`` section, for model constructor argum
 nested transformers config blocks of a model (``model.vision_config``, ...) and for each data set
 builder's ``build_info``. Every function returns problems as ``dotted.key: what is wrong`` strings
 and never raises on bad input, so all problems of a config are reported together.
+
+It also holds the typed OmegaConf helpers (:func:`plain_dict`, :func:`load_dict_config`,
+:func:`merge_dict_configs`); these do raise on input that is not a mapping.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import collections.abc
 import dataclasses
 import os
 import types
-from pathlib import Path
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from lavis.common.errors import ConfigError, describe_unknown

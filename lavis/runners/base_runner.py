@@ -77,6 +77,7 @@ class BaseRunner:
         datasets: Mapping[str, Mapping[str, Dataset]],
         job_id: str | None = None,
     ) -> None:
+        """Keep what every runner works on; ``datasets`` (``{name: {split: Dataset}}``) is copied."""
         self.cfg = cfg
         self.task = task
         self.model = model

@@ -26,6 +26,7 @@ def build_skeleton(entry: ZooEntry, offline_safe: bool = True) -> Any:
             into the Hugging Face cache, which is how ``download`` pre-fills it).
     """
     import torch
+
     from lavis.common.registry import registry
     from lavis.common.schema import merge_dict_configs
 
