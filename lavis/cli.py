@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from lavis.common.errors import LavisError
+
+if TYPE_CHECKING:
+    from lavis.common.config import Config
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -23,7 +26,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(cfg: "Config", evaluate_only: bool = False) -> dict[str, Any]:  # noqa: F821
+def run(cfg: "Config", evaluate_only: bool = False) -> dict[str, Any]:
     """Build task, data, model and runner from a validated config; train or evaluate."""
     import torch.distributed as tdist
 

@@ -196,8 +196,7 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pa
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, RuntimeError) as e:
         raise ArchiveError(f"could not extract {archive} into {dest}: {e}. If the archive is truncated or corrupt, "
                            "delete it and download it again.") from e
-    seen: set[str] = set()
-    return [dest / f for f in files if not (f in seen or seen.add(f))]
+    return [dest / f for f in dict.fromkeys(files)]  # each name once, first-seen order
 
 
 def _fresh_dir(dest: Path) -> Path:

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,6 +23,7 @@ from lavis.common import lavis_compat
 from lavis.common.errors import ConfigError, describe_unknown
 from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
+from lavis.common.schema import merge_dict_configs, plain_dict
 
 TOP_LEVEL_KEYS = ("model", "datasets", "run")
 DATASET_KEYS = {"type", "build_info", "vis_processor", "text_processor"}
@@ -115,8 +116,9 @@ def _validate_run(run: Any, problems: list[str]) -> None:
     if task is None or task == "???":
         problems.append(f"run.task: missing; set it to one of: {', '.join(registry.list_tasks())}")
         task = None
-    task_known = isinstance(task, str) and task in registry.tasks
-    fields = _schema_fields([run_schema_for(task if task_known else None)])
+    known_task = task if isinstance(task, str) and task in registry.tasks else None
+    task_known = known_task is not None
+    fields = _schema_fields([run_schema_for(known_task)])
     # with an unknown task, keys some task declares cannot be judged: only the task name is reported
     other_task_keys = set() if task_known else {
         k for t in registry.list_tasks() for k in _schema_fields([run_schema_for(t)])
@@ -136,13 +138,13 @@ def _validate_run(run: Any, problems: list[str]) -> None:
             problems.append(f"run.{key}: {value!r} is not one of {', '.join(RUN_CHOICES[key])}")
     for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch"):
         value = run.get(key)
-        if _matches(value, int) and value < 1:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             problems.append(f"run.{key}: must be at least 1, got {value}")
-    if task_known:
+    if known_task is not None:
         typed = {k: v for k, v in run.items() if k in fields and _matches(v, fields[k].type)}
         # hooks see every key: the value given (when its type is right) or the schema default
-        full = {**dataclasses.asdict(run_schema_for(task)()), **typed}
-        problems.extend(registry.get_task_class(task).validate_run(full))
+        full = {**dataclasses.asdict(run_schema_for(known_task)()), **typed}
+        problems.extend(registry.get_task_class(known_task).validate_run(full))
         runner = run.get("runner", RunConfig.runner)
         if isinstance(runner, str) and runner in registry.runners:
             problems.extend(registry.get_runner_class(runner).validate_run(full))
@@ -200,13 +202,12 @@ def _validate_datasets(datasets: Any, problems: list[str]) -> None:
                     _validate_processor(problems, f"{where}.{section}.{mode}", pcfg)
 
 
-def validate(cfg: DictConfig | dict) -> list[str]:
+def validate(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
     """Every problem of a merged config as ``dotted.key: what is wrong and the valid choices``."""
-    if isinstance(cfg, DictConfig):
-        try:
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        except OmegaConfBaseException as e:
-            return [f"{getattr(e, 'full_key', '?')}: cannot resolve interpolation: {e.msg if hasattr(e, 'msg') else e}"]
+    try:
+        cfg = plain_dict(cfg)
+    except OmegaConfBaseException as e:
+        return [f"{getattr(e, 'full_key', '?')}: cannot resolve interpolation: {e.msg if hasattr(e, 'msg') else e}"]
     problems: list[str] = []
     for key in cfg:
         if key not in TOP_LEVEL_KEYS:
@@ -262,13 +263,13 @@ def _shipped_defaults(user: DictConfig) -> DictConfig:
     datasets = user.get("datasets")
     if isinstance(datasets, DictConfig):
         for name, dcfg in datasets.items():
-            if name not in registry.builders:
+            if not isinstance(name, str) or name not in registry.builders:
                 continue
             builder_cls = registry.get_builder_class(name)
             dtype = dcfg.get("type", "default") if isinstance(dcfg, DictConfig) else "default"
             if dtype in builder_cls.DATASET_CONFIG_DICT:
                 layers.append({"datasets": {name: builder_cls.default_config(dtype).datasets[name]}})
-    return OmegaConf.merge(*layers) if layers else OmegaConf.create({})
+    return merge_dict_configs(*layers) if layers else OmegaConf.create({})
 
 
 def _model_type_problems(user: DictConfig) -> list[str]:
@@ -284,7 +285,7 @@ def _model_type_problems(user: DictConfig) -> list[str]:
     datasets = user.get("datasets")
     if isinstance(datasets, DictConfig):
         for name, dcfg in datasets.items():
-            if name in registry.builders and isinstance(dcfg, DictConfig):
+            if isinstance(name, str) and name in registry.builders and isinstance(dcfg, DictConfig):
                 dtype = dcfg.get("type", "default")
                 types = registry.get_builder_class(name).DATASET_CONFIG_DICT
                 if dtype not in types:
@@ -302,9 +303,11 @@ class Config:
             raise ConfigError(problems, source=source)
         run = cfg.get("run")
         schema = run_schema_for(run.get("task"))
-        self._cfg = OmegaConf.merge({"model": {}, "datasets": {}}, cfg)
-        self._cfg.run = OmegaConf.merge(OmegaConf.structured(schema), run)
-        self._run = OmegaConf.to_object(self._cfg.run)
+        self._cfg = merge_dict_configs({"model": {}, "datasets": {}}, cfg)
+        self._cfg.run = merge_dict_configs(OmegaConf.structured(schema), run)
+        run_obj = OmegaConf.to_object(self._cfg.run)
+        assert isinstance(run_obj, RunConfig)  # run_schema_for always subclasses RunConfig
+        self._run = run_obj
 
     @classmethod
     def from_file(cls, cfg_path: str | os.PathLike, options: Sequence[str] | None = None) -> "Config":
@@ -312,11 +315,14 @@ class Config:
         return cls.from_dict(_load_yaml(cfg_path), options, source=str(cfg_path))
 
     @classmethod
-    def from_dict(cls, cfg: dict | DictConfig, options: Sequence[str] | None = None, source: str | None = None) -> "Config":
-        user = OmegaConf.merge(OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg, parse_options(options))
+    def from_dict(cls, cfg: Mapping[str, Any] | DictConfig, options: Sequence[str] | None = None,
+                  source: str | None = None) -> "Config":
+        """Like :meth:`from_file` for a config given as a mapping (``source`` names it in errors)."""
+        user = merge_dict_configs(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg)),
+                                  parse_options(options))
         user, _ = lavis_compat.translate(user)
         problems = _model_type_problems(user)
-        merged = OmegaConf.merge(_shipped_defaults(user), user)
+        merged = merge_dict_configs(_shipped_defaults(user), user)
         problems += validate(merged)
         if problems:
             raise ConfigError(problems, source=source)
@@ -349,8 +355,9 @@ class Config:
     def to_yaml(self) -> str:
         return OmegaConf.to_yaml(self._cfg, resolve=True)
 
-    def to_dict(self) -> dict:
-        return OmegaConf.to_container(self._cfg, resolve=True)
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain dicts and lists."""
+        return plain_dict(self._cfg)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config atomically; a folder gets ``config.yaml`` inside it."""

@@ -354,7 +354,7 @@ def _fetch(url: str, dest: Path, *, sha256: str | None, size: int | None, retrie
             time.sleep(delay)
             continue
         actual_size, actual_sha = part.size(), part.sha256()
-        problems = []
+        problems: list[tuple[str, str | int, str | int]] = []
         if size is not None and actual_size != size:
             problems.append(("size", size, actual_size))
         if sha256 is not None and actual_sha != sha256:

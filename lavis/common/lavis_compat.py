@@ -103,7 +103,7 @@ def translate(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
     datasets = cfg.get("datasets")
     if isinstance(datasets, DictConfig):
         renamed: dict[str, Any] = {}
-        for name in list(datasets.keys()):
+        for name in [str(k) for k in datasets.keys()]:
             block = datasets[name]
             if isinstance(block, DictConfig) and "data_type" in block:
                 del block["data_type"]
@@ -113,7 +113,7 @@ def translate(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
                 block = block if isinstance(block, DictConfig) else OmegaConf.create({})
                 if "type" not in block or block.type == "default":
                     block.type = dtype
-                renamed[str(name)] = (ours, block)
+                renamed[name] = (ours, block)
                 note(f"datasets.{name} is lavis's {ours} builder, type {block.type} (lavis spelling: "
                      f"datasets: {{{ours}: {{type: {block.type}}}}})")
         for old, (ours, block) in renamed.items():

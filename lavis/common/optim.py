@@ -290,7 +290,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     Each group carries ``param_names`` for inspection and ``lr_scale`` (1.0).
     """
     no_decay = _no_decay_names(model)
-    decay_p, decay_n, plain_p, plain_n = [], [], [], []
+    decay_p: list[torch.nn.Parameter] = []
+    plain_p: list[torch.nn.Parameter] = []
+    decay_n: list[str] = []
+    plain_n: list[str] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -4,17 +4,25 @@ Config validation uses this for the ``run`` section, for model constructor argum
 nested transformers config blocks of a model (``model.vision_config``, ...) and for each data set
 builder's ``build_info``. Every function returns problems as ``dotted.key: what is wrong`` strings
 and never raises on bad input, so all problems of a config are reported together.
+
+It also holds the typed OmegaConf helpers (:func:`plain_dict`, :func:`load_dict_config`,
+:func:`merge_dict_configs`); these do raise on input that is not a mapping.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import os
 import types
 import typing
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from lavis.common.errors import describe_unknown
+from lavis.common.errors import ConfigError, describe_unknown
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 
 def plain_dict(cfg: Any) -> dict[str, Any]:
@@ -31,6 +39,30 @@ def plain_dict(cfg: Any) -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         raise TypeError(f"expected a mapping of config keys, got {type(cfg).__name__}")
     return {str(k): v for k, v in cfg.items()}
+
+
+def load_dict_config(path: str | os.PathLike[str]) -> DictConfig:
+    """The YAML file at ``path`` as a ``DictConfig``; a file whose top level is not a mapping is a
+    :class:`ConfigError` naming the file."""
+    from omegaconf import DictConfig, OmegaConf
+
+    cfg = OmegaConf.load(Path(path))
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError([f"the top level must be a mapping of config keys, got a {type(cfg).__name__}"],
+                          source=str(path))
+    return cfg
+
+
+def merge_dict_configs(*cfgs: DictConfig | Mapping[str, Any]) -> DictConfig:
+    """``OmegaConf.merge`` of mappings, later ones winning; typed as the ``DictConfig`` it always is
+    when the first argument is a mapping."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not cfgs or not isinstance(cfgs[0], (DictConfig, Mapping)):
+        raise TypeError(f"merge_dict_configs needs mappings, got {[type(c).__name__ for c in cfgs]}")
+    merged = OmegaConf.merge(*cfgs)
+    assert isinstance(merged, DictConfig)  # OmegaConf.merge keeps the type of its first argument
+    return merged
 
 
 def _is_union(tp: Any) -> bool:

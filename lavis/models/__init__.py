@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lavis.common.errors import UnknownNameError
 from lavis.common.registry import registry
+from lavis.common.schema import merge_dict_configs, plain_dict
 from lavis.zoo.model_zoo import model_zoo  # re-exported: the zoo lives in lavis.zoo
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def load_model(
     overrides: dict[str, Any] = {"model_type": model_type}
     if checkpoint is not None:
         overrides.update(load_pretrained=False, load_finetuned=False)
-    model = _model_class(name).from_config(OmegaConf.merge(cfg, overrides))
+    model = _model_class(name).from_config(merge_dict_configs(cfg, overrides))
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)
     if is_eval:
@@ -82,16 +83,13 @@ def load_preprocess(
     """
     from lavis.processors import build_processor
 
-    if config is None:
-        config = {}
-    if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)
+    plain = plain_dict(config)  # None: no processors given
 
     def build(block: Mapping[str, Any] | None) -> dict[str, "BaseProcessor"]:
         block = block or {}
         return {split: build_processor(block.get(split)) for split in ("train", "eval")}
 
-    return build(config.get("vis_processor")), build(config.get("text_processor"))
+    return build(plain.get("vis_processor")), build(plain.get("text_processor"))
 
 
 def load_model_and_preprocess(

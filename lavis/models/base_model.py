@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from lavis.common.errors import CheckpointError, UnknownNameError
 from lavis.common.paths import package_path
 from lavis.common.registry import init_arg_names
+from lavis.common.schema import load_dict_config, merge_dict_configs, plain_dict
 from lavis.zoo.entries import PIN_KEYS
 
 # Keys of a ``model`` config block that are not constructor arguments: names, weight sources and
@@ -90,7 +91,7 @@ class BaseModel(nn.Module):
     @classmethod
     def default_config(cls, model_type: str) -> DictConfig:
         """The shipped YAML of ``model_type`` (``model`` and ``preprocess`` blocks)."""
-        return OmegaConf.load(cls.default_config_path(model_type))
+        return load_dict_config(cls.default_config_path(model_type))
 
     @classmethod
     def init_arg_names(cls) -> set[str]:
@@ -130,14 +131,12 @@ class BaseModel(nn.Module):
         the command that fetches them; see :func:`lavis.zoo.resolve.resolve_config_weights`), and
         the local file is loaded with :meth:`load_checkpoint_file`.
         """
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        cfg = dict(cfg)
+        params = plain_dict(cfg)
         from lavis.zoo.resolve import resolve_config_weights
 
-        weights = resolve_config_weights(cfg, cls.__name__)
+        weights = resolve_config_weights(params, cls.__name__)
         names = cls.init_arg_names()
-        model = cls(**{k: v for k, v in cfg.items() if k in names})
+        model = cls(**{k: v for k, v in params.items() if k in names})
         if weights is not None:
             model.load_checkpoint_file(weights)
         return model
@@ -145,8 +144,7 @@ class BaseModel(nn.Module):
     @classmethod
     def from_pretrained(cls, model_type: str, **overrides: Any) -> "BaseModel":
         """Build ``model_type`` from its shipped config, with ``overrides`` merged over the ``model`` block."""
-        cfg = cls.default_config(model_type).model
-        cfg = OmegaConf.merge(cfg, {"model_type": model_type, **overrides})
+        cfg = merge_dict_configs(cls.default_config(model_type).model, {"model_type": model_type, **overrides})
         return cls.from_config(cfg)
 
     # -- weights --------------------------------------------------------------------------------

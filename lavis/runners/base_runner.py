@@ -22,7 +22,7 @@ import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -42,6 +42,7 @@ from lavis.runners.data import (
     ShardedEvalSampler,
     batch_size_of,
     concat_splits,
+    dataset_len,
     make_loader,
     mix_seed,
     move_to_device,
@@ -50,7 +51,11 @@ from lavis.runners.precision import resolve_precision
 from lavis.runners.stepping import ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm
 
 if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
+    from tqdm import tqdm
+
     from lavis.common.config import Config
+    from lavis.models.base_model import BaseModel
     from lavis.tasks.base_task import BaseTask
 
 log = logging.getLogger("lavis.runners")
@@ -63,6 +68,21 @@ class BaseRunner:
     ``train()`` runs training (with evaluation on ``run.valid_splits``) and returns the final
     metrics; ``evaluate()`` scores ``run.test_splits`` (or the given splits) and returns metrics.
     """
+
+    def __init__(
+        self,
+        cfg: "Config",
+        task: "BaseTask",
+        model: "BaseModel",
+        datasets: Mapping[str, Mapping[str, Dataset]],
+        job_id: str | None = None,
+    ) -> None:
+        """Keep what every runner works on; ``datasets`` (``{name: {split: Dataset}}``) is copied."""
+        self.cfg = cfg
+        self.task = task
+        self.model = model
+        self.datasets = {name: dict(splits) for name, splits in datasets.items()}
+        self.job_id = job_id
 
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
@@ -94,16 +114,13 @@ class TrainRunnerBase(BaseRunner):
         self,
         cfg: "Config",
         task: "BaseTask",
-        model: torch.nn.Module,
+        model: "BaseModel",
         datasets: Mapping[str, Mapping[str, Dataset]],
         job_id: str | None = None,
-    ):
-        self.cfg = cfg
+    ) -> None:
+        super().__init__(cfg, task, model, datasets, job_id)
         self.run_cfg: RunConfig = cfg.run
         run = self.run_cfg
-        self.task = task
-        self.datasets = {name: dict(splits) for name, splits in datasets.items()}
-        self.job_id = job_id
         setup_logging()
         dist.init_distributed(run.dist_backend)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -125,7 +142,7 @@ class TrainRunnerBase(BaseRunner):
         self.extras = ScalarExtras()  # the model output's scalar extras, logged with the loss
         self._last_saved_step: int | None = None
         self.logger: MetricLogger | None = None
-        self._ddp: torch.nn.Module | None = None
+        self._ddp: DistributedDataParallel | None = None
         self._train_loader: DataLoader | None = None
         self._train_sampler: ResumableDistributedSampler | None = None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
@@ -204,7 +221,7 @@ class TrainRunnerBase(BaseRunner):
         run = self.run_cfg
         data = concat_splits(self.datasets, list(run.train_splits))
         self._train_sampler = ResumableDistributedSampler(
-            len(data), self.world_size, self.rank, shuffle=True, seed=run.seed
+            dataset_len(data, "run.train_splits"), self.world_size, self.rank, shuffle=True, seed=run.seed
         )
         if self._train_sampler.per_rank == 0:
             raise ConfigError([f"run.train_splits: {list(run.train_splits)} hold no samples"])
@@ -213,7 +230,7 @@ class TrainRunnerBase(BaseRunner):
             run.num_workers, self._pin, seed=mix_seed(run.seed, self.rank),
         )
 
-    def train_batches(self, data_epoch: int, start_batch: int):
+    def train_batches(self, data_epoch: int, start_batch: int) -> Iterator[Any]:
         """An iterator over this rank's micro-batches of ``data_epoch`` from batch ``start_batch``."""
         self.train_sampler.set_epoch(data_epoch, start=start_batch * self.run_cfg.batch_size_train)
         assert self._train_loader is not None
@@ -225,7 +242,7 @@ class TrainRunnerBase(BaseRunner):
         if key not in self._eval_loaders:
             run = self.run_cfg
             data = self.datasets[name][split]
-            sampler = ShardedEvalSampler(len(data), self.world_size, self.rank)
+            sampler = ShardedEvalSampler(dataset_len(data, f"datasets.{name}"), self.world_size, self.rank)
             self._eval_loaders[key] = make_loader(
                 SeededDataset(data, run.seed), sampler, run.batch_size_eval, run.num_workers, self._pin, seed=run.seed
             )
@@ -290,7 +307,7 @@ class TrainRunnerBase(BaseRunner):
             self.logger.close()
             self.logger = None
 
-    def progress(self, total: int, initial: int, desc: str):
+    def progress(self, total: int, initial: int, desc: str) -> "tqdm[Any]":
         """A tqdm bar over optimizer steps on the main rank (disabled by ``run.progress_bar=false``)."""
         from tqdm.auto import tqdm
 
@@ -319,8 +336,9 @@ class TrainRunnerBase(BaseRunner):
             samples = fetch()
             n_samples += batch_size_of(samples)
             samples = move_to_device(samples, self.device, non_blocking=self._pin)
-            sync = j == group_size - 1 or self._ddp is None
-            with nullcontext() if sync else self._ddp.no_sync():  # type: ignore[union-attr]
+            # DDP synchronizes the gradients on the last micro-batch only
+            ddp = None if j == group_size - 1 else self._ddp
+            with ddp.no_sync() if ddp is not None else nullcontext():
                 with self.precision.autocast():
                     out = self.task.train_step(model, samples)
                     loss = loss_of(out)
@@ -330,7 +348,7 @@ class TrainRunnerBase(BaseRunner):
             for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
                 extras_sum[name] = extras_sum.get(name, 0) + value
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        gnorm = None
+        gnorm: torch.Tensor | None = None
         bad_grad = torch.zeros((), device=self.device)
         if self.scaler is None and grads:  # the scaler finds inf gradients itself
             gnorm = total_norm(grads)
@@ -342,12 +360,15 @@ class TrainRunnerBase(BaseRunner):
         mean_loss = float((stats[0] / stats[1]).item())
         step = st.global_step + 1
         if not math.isfinite(mean_loss) or stats[2].item() > 0:
-            what, value = ("loss", mean_loss) if not math.isfinite(mean_loss) else ("gradient norm", float(gnorm))
+            if not math.isfinite(mean_loss):
+                what, bad_value = "loss", mean_loss
+            else:  # NaN here when this rank had no gradients and another rank's were not finite
+                what, bad_value = "gradient norm", float(gnorm) if gnorm is not None else math.nan
             self.optimizer.zero_grad(set_to_none=True)
             if st.skipped_steps < run.skip_nonfinite_steps:
-                self._skip_step(what, value, step)
+                self._skip_step(what, bad_value, step)
                 return mean_loss
-            self._raise_nonfinite(what, value, step)
+            self._raise_nonfinite(what, bad_value, step)
         grad_norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, Sized
 
 import numpy as np
 import torch
@@ -180,6 +180,15 @@ def collate_fn_for(dataset: Dataset) -> Callable[[list], Any]:
             dataset = dataset.datasets[0]
         else:
             return default_collate
+
+
+def dataset_len(dataset: Dataset, where: str) -> int:
+    """The number of samples of ``dataset``; the runners need map-style data sets (with ``__len__``),
+    so one without it is a ``TypeError`` that names ``where`` it came from."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{where}: {type(dataset).__name__} has no __len__; the runners need map-style data sets "
+                        "(give the class a __len__ returning its number of samples)")
+    return len(dataset)
 
 
 def concat_splits(

@@ -12,6 +12,11 @@ from lavis.runners.base_runner import TrainRunnerBase
 __all__ = ["RunnerIter"]
 
 
+def _max_iters_problem(value: Any) -> str:
+    return (f"run.max_iters: runner_iter needs the number of optimizer steps (>= 1), got {value}; "
+            "set run.max_iters, or use run.runner: runner_epoch with run.max_epoch")
+
+
 @registry.register_runner("runner_iter")
 class RunnerIter(TrainRunnerBase):
     """Train for ``run.max_iters`` optimizer steps, in inner epochs of ``run.iters_per_inner_epoch``
@@ -34,31 +39,36 @@ class RunnerIter(TrainRunnerBase):
             return problems
         max_iters, ipe = run.get("max_iters"), run.get("iters_per_inner_epoch")
         if max_iters is None or max_iters < 1:
-            problems.append(
-                f"run.max_iters: runner_iter needs the number of optimizer steps (>= 1), got {max_iters}; "
-                "set run.max_iters, or use run.runner: runner_epoch with run.max_epoch"
-            )
+            problems.append(_max_iters_problem(max_iters))
         if ipe is not None and ipe < 1:
             problems.append(f"run.iters_per_inner_epoch: must be >= 1 (or null: one inner epoch), got {ipe}")
         return problems
 
     @property
+    def max_iters(self) -> int:
+        """``run.max_iters``, the number of optimizer steps (config validation requires it)."""
+        n = self.run_cfg.max_iters
+        if n is None or n < 1:
+            raise ConfigError([_max_iters_problem(n)])
+        return int(n)
+
+    @property
     def iters_per_inner_epoch(self) -> int:
-        return int(self.run_cfg.iters_per_inner_epoch or self.run_cfg.max_iters)
+        return int(self.run_cfg.iters_per_inner_epoch or self.max_iters)
 
     def schedule_lengths(self) -> tuple[int, int]:
-        return int(self.run_cfg.max_iters), self.iters_per_inner_epoch
+        return self.max_iters, self.iters_per_inner_epoch
 
     def _check_resume_position(self) -> None:
         st, run = self.state, self.run_cfg
-        if st.global_step > int(run.max_iters):
+        if st.global_step > self.max_iters:
             raise ConfigError([
                 f"run.max_iters: the checkpoint {run.resume_ckpt_path} is at global step {st.global_step}, past the "
                 f"end of this run ({run.max_iters} steps); raise run.max_iters to continue training"
             ])
 
     def train_loop(self) -> None:
-        st, max_iters = self.state, int(self.run_cfg.max_iters)
+        st, max_iters = self.state, self.max_iters
         self._batches = None
         try:
             while True:

@@ -20,6 +20,7 @@ RUNNER_TRAIN_KEYS = frozenset({"loss", "loss_avg", "lr", "grad_norm", "samples_p
 
 def loss_of(out: Any) -> torch.Tensor:
     """The scalar loss of what ``task.train_step`` returned (a ModelOutput, a dict or a tensor)."""
+    loss: object
     if isinstance(out, torch.Tensor):
         loss = out
     else:

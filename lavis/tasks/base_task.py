@@ -59,6 +59,7 @@ class BaseTask:
         """
         out: dict[str, dict[str, Dataset]] = {}
         for name, dcfg in cfg.datasets.items():
+            name = str(name)  # OmegaConf types keys loosely; validation made them registered names
             builder = registry.get_builder_class(name)(dcfg)
             with dist.main_process_first():
                 out[name] = builder.build_datasets()

@@ -128,7 +128,7 @@ class CaptionTask(BaseTask):
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         """Caption the batch: ``[{"image_id": id, "caption": str}, ...]``, one per image."""
         generator = model if hasattr(model, "generate") else getattr(model, "module", None)  # DDP-wrapped
-        if not hasattr(generator, "generate"):
+        if generator is None or not hasattr(generator, "generate"):
             raise TypeError(f"{type(model).__name__} has no generate(samples, ...); captioning needs a model that generates")
         if "image_id" not in samples:
             raise KeyError(f"the captioning batch has no 'image_id' (keys: {sorted(samples)}); the eval data set must return one")

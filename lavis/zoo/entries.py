@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lavis.common.errors import UnknownNameError
+from lavis.common.schema import load_dict_config, plain_dict
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 """Weight files looked for in a Hub repo, preferred first."""
@@ -209,10 +210,9 @@ def download_command(arch: str | None, model_type: str | None, which: str = "aut
 
 def entry_from_config(arch: str, model_type: str, cfg: DictConfig | Mapping[str, Any], config_path: str) -> ZooEntry:
     """The zoo entry of a model type from its shipped YAML (``model`` and optional ``zoo`` blocks)."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    model_cfg = dict(cfg.get("model") or {})
-    zoo_cfg = dict(cfg.get("zoo") or {})
+    plain = plain_dict(cfg)
+    model_cfg = dict(plain.get("model") or {})
+    zoo_cfg = dict(plain.get("zoo") or {})
     sources = tuple(default_sources(model_cfg))
     pretrained = None
     if default_role(model_cfg) == "finetuned":
@@ -237,7 +237,7 @@ def entries() -> list[ZooEntry]:
         cls = registry.get_model_class(arch)
         for model_type in cls.model_types():
             path = cls.default_config_path(model_type)
-            out.append(entry_from_config(arch, model_type, OmegaConf.load(path), path))
+            out.append(entry_from_config(arch, model_type, load_dict_config(path), path))
     return out
 
 
@@ -249,7 +249,7 @@ def get_entry(arch: str, model_type: str) -> ZooEntry:
     if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
         raise UnknownNameError(f"{arch} model_type", model_type, cls.model_types())
     path = cls.default_config_path(model_type)
-    return entry_from_config(arch, model_type, OmegaConf.load(path), path)
+    return entry_from_config(arch, model_type, load_dict_config(path), path)
 
 
 def entry_for_location(location: str) -> tuple[ZooEntry, WeightSource] | None:

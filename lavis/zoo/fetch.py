@@ -172,7 +172,7 @@ def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
 
     offline = is_offline()
     unreachable: LocalEntryNotFoundError | None = None
-    failures = []
+    failures: list[tuple[str, EntryNotFoundError]] = []  # LocalEntryNotFoundError is a subclass
     for filename in source.filenames:
         cache_only = offline or unreachable is not None  # once the Hub did not answer, only look in the cache
         try:

@@ -26,14 +26,14 @@ def build_skeleton(entry: ZooEntry, offline_safe: bool = True) -> Any:
             into the Hugging Face cache, which is how ``download`` pre-fills it).
     """
     import torch
-    from omegaconf import OmegaConf
 
     from lavis.common.registry import registry
+    from lavis.common.schema import merge_dict_configs
 
     cls = registry.get_model_class(entry.arch)
     cfg = cls.default_config(entry.model_type).model
     overrides: dict[str, Any] = {"model_type": entry.model_type, "load_finetuned": False, "load_pretrained": False}
-    cfg = OmegaConf.merge(cfg, overrides, dict(entry.skeleton_overrides) if offline_safe else {})
+    cfg = merge_dict_configs(cfg, overrides, dict(entry.skeleton_overrides) if offline_safe else {})
     with torch.device("meta"):
         return cls.from_config(cfg)
 

@@ -30,7 +30,7 @@ class COCOBuilder(RealDatasetBuilder):
     split_keys = frozenset({"gt"})
 
     def make_dataset(self, split: str, vis: Any, text: Any) -> Dataset:
-        common = dict(vis_root=self.image_root(), ann_paths=self.annotation_paths(split), max_skipped=self.max_skipped)
+        common = self.dataset_args(split)
         if split == "train":
             return ImageTextTrainDataset(vis, text, **common)
         if self.format == "retrieval":
@@ -48,7 +48,7 @@ class Flickr30kBuilder(RealDatasetBuilder):
     formats = ("retrieval",)
 
     def make_dataset(self, split: str, vis: Any, text: Any) -> Dataset:
-        common = dict(vis_root=self.image_root(), ann_paths=self.annotation_paths(split), max_skipped=self.max_skipped)
+        common = self.dataset_args(split)
         if split == "train":
             return ImageTextTrainDataset(vis, text, **common)
         return RetrievalEvalDataset(vis, text, **common)

@@ -131,6 +131,12 @@ class RealDatasetBuilder(BaseDatasetBuilder):
             raise UnknownNameError(f"split of {self.download_name or type(self).__name__}", split, list(annotations))
         return annotations[split]
 
+    def dataset_args(self, split: str) -> dict[str, Any]:
+        """The keyword arguments every media data set of ``split`` takes: media root, annotation
+        files and the skip limit."""
+        return {"vis_root": self.image_root(), "ann_paths": self.annotation_paths(split),
+                "max_skipped": self.max_skipped}
+
     def annotation_paths(self, split: str) -> list[Path]:
         storage = self.split_files(split).storage
         paths = [storage] if isinstance(storage, str) else list(storage)

@@ -23,7 +23,7 @@ class VideoBuilder(RealDatasetBuilder):
     media_kind = "videos"
 
     def make_dataset(self, split: str, vis: Any, text: Any) -> Dataset:
-        common = dict(vis_root=self.image_root(), ann_paths=self.annotation_paths(split), max_skipped=self.max_skipped)
+        common = self.dataset_args(split)
         if self.format == "qa":
             return VideoQADataset(vis, text, ans2label=self.optional_path(split, "ans2label"), **common)
         if split == "train":

@@ -19,8 +19,7 @@ class VQABuilder(RealDatasetBuilder):
     split_keys = frozenset({"answer_list"})
 
     def make_dataset(self, split: str, vis: Any, text: Any) -> Dataset:
-        common = dict(vis_root=self.image_root(), ann_paths=self.annotation_paths(split),
-                      max_skipped=self.max_skipped, fmt=self.question_format)
+        common = {**self.dataset_args(split), "fmt": self.question_format}
         if split == "train":
             return VQATrainDataset(vis, text, **common)
         return VQAEvalDataset(vis, text, answer_list=self.optional_path(split, "answer_list"), **common)

@@ -104,14 +104,14 @@ class DatasetReport:
         lines = [(f"{self.name}: {'done' if self.ok else 'incomplete'} ({counts['fetched']} fetched, "
                  f"{counts['present']} already present{extra})")]
         lines += [o.message for o in self.manual]
-        offline = [o for o in self.failed if o.offline_path]
+        offline = [o.offline_path for o in self.failed if o.offline_path]
         lines += [f"{self.name}: [{o.part}] {o.step} failed: {o.message}" for o in self.failed if not o.offline_path]
         if offline:
-            tops = sorted({str(self.root / Path(o.offline_path).relative_to(self.root).parts[0])
-                           for o in offline if Path(o.offline_path).is_relative_to(self.root)})
+            tops = sorted({str(self.root / Path(p).relative_to(self.root).parts[0])
+                           for p in offline if Path(p).is_relative_to(self.root)})
             lines.append(f"{self.name}: offline mode is on (LAVIS_OFFLINE / HF_HUB_OFFLINE) and these files are not "
                          "in the cache:")
-            lines += [f"    {o.offline_path}" for o in offline]
+            lines += [f"    {p}" for p in offline]
             lines.append(f"  fetch them on a machine with network access: {self.command}")
             lines.append(f"  then copy {', '.join(tops) or 'them'} and {self.root / 'manifest.json'} to the same place "
                          "here, or point LAVIS_CACHE_HOME at a filled cache, or turn offline mode off.")
@@ -424,7 +424,9 @@ def run_manual(spec: Manual, ctx: Context, dataset: str) -> Status:
 def shards_done(spec: Shards, root: Path) -> bool:
     marker = _read_marker(root / spec.marker_path)
     shards = shard_files(root / spec.into)
-    return bool(marker and shards) and marker.get("shards") == [[p.name, p.stat().st_size] for p in shards]
+    if not marker or not shards:
+        return False
+    return bool(marker.get("shards") == [[p.name, p.stat().st_size] for p in shards])
 
 
 def run_shards(spec: Shards, ctx: Context, dataset: str) -> Status:

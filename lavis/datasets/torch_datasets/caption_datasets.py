@@ -89,6 +89,7 @@ class CaptionEvalDataset(BaseDataset):
             self._check_gt()
 
     def _check_gt(self) -> None:
+        assert self.gt_path is not None  # only called when the file exists
         with open(self.gt_path, encoding="utf-8") as f:
             gt = json.load(f)
         known = {img["id"] for img in gt.get("images", [])} | {a["image_id"] for a in gt.get("annotations", [])}

@@ -86,6 +86,7 @@ class ImageCaptionEvalDataset(MediaDataset):
             self._check_gt()
 
     def _check_gt(self) -> None:
+        assert self.gt_path is not None  # only called when a ground-truth file is given
         with open(self.gt_path, encoding="utf-8") as f:
             gt = json.load(f)
         known = {img["id"] for img in gt.get("images", [])} | {a["image_id"] for a in gt.get("annotations", [])}

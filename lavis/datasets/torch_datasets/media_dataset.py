@@ -161,11 +161,11 @@ def collate_with_lists(samples: Iterable[dict[str, Any] | None], list_keys: Sequ
                        flatten: Callable[[dict[str, list]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Like :meth:`MediaDataset.collater`, but ``list_keys`` (ragged lists such as answers) are kept
     as a list per sample instead of being collated; ``flatten`` may turn them into flat batch fields."""
-    samples = [s for s in samples if s is not None]
-    if not samples:
+    kept = [s for s in samples if s is not None]
+    if not kept:
         return {}
-    lists = {k: [s[k] for s in samples] for k in list_keys if k in samples[0]}
-    batch = default_collate([{k: v for k, v in s.items() if k not in lists} for s in samples])
+    lists = {k: [s[k] for s in kept] for k in list_keys if k in kept[0]}
+    batch = default_collate([{k: v for k, v in s.items() if k not in lists} for s in kept])
     batch.update(flatten(lists) if flatten else lists)
     return batch
 

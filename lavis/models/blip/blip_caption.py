@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,11 @@ class BlipCaption(BaseModel):
     @property
     def max_positions(self) -> int:
         """The longest token sequence the decoder accepts (prompt included)."""
-        return self.blip.config.text_config.max_position_embeddings
+        from transformers.models.blip.configuration_blip import BlipTextConfig
+
+        text_config = self.blip.config.text_config
+        assert isinstance(text_config, BlipTextConfig)  # BlipConfig turns the text_config block into one
+        return int(text_config.max_position_embeddings)
 
     # -- building blocks ------------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -288,7 +292,7 @@ class BlipCaption(BaseModel):
         from lavis.models.base_model import ConvertedStateDict
         from lavis.models.blip import convert
 
-        origin = None
+        origin: tuple[str, Callable[[str], str]] | None = None
         if convert.is_lavis_layout(state_dict):
             positions = self.blip.vision_model.embeddings.position_embedding.shape[1]
             state_dict = convert.lavis_to_ours(state_dict, num_image_positions=positions)

@@ -131,17 +131,20 @@ class MeteorServer:
         except OSError as e:
             self._cleanup_log()
             raise JavaNotFoundError(f"cannot start METEOR ({cmd[0]}: {e}): {INSTALL_JAVA_HINT}") from e
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None and stdout is not None  # both are PIPE above
+        self._stdin, self._stdout = stdin, stdout
         self._lock = threading.Lock()
 
     def alive(self) -> bool:
         return self._proc.poll() is None
 
     def _ask(self, line: str, answers: int) -> list[str]:
-        self._proc.stdin.write((line + "\n").encode("utf-8", errors="replace"))
-        self._proc.stdin.flush()
+        self._stdin.write((line + "\n").encode("utf-8", errors="replace"))
+        self._stdin.flush()
         out = []
         for _ in range(answers):
-            got = self._proc.stdout.readline()
+            got = self._stdout.readline()
             if not got:
                 raise EOFError
             out.append(got.decode("utf-8", errors="replace").strip())
@@ -195,13 +198,13 @@ class MeteorServer:
     def close(self) -> None:
         """End the process and remove its log."""
         try:
-            self._proc.stdin.close()
+            self._stdin.close()
         except OSError:  # the process is gone already
             pass
         if self.alive():
             self._proc.kill()
         self._proc.wait()
-        self._proc.stdout.close()
+        self._stdout.close()
         self._cleanup_log()
 
     def _cleanup_log(self) -> None:
