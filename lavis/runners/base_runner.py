@@ -35,7 +35,9 @@ from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
 from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io
-from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice
+from lavis.runners.divergence import (
+    STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step,
+)
 from lavis.runners.data import (
     ResumableDistributedSampler,
     SeededDataset,
@@ -46,9 +48,12 @@ from lavis.runners.data import (
     make_loader,
     mix_seed,
     move_to_device,
+    skipped_report,
 )
 from lavis.runners.precision import resolve_precision
-from lavis.runners.stepping import ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm
+from lavis.runners.stepping import (
+    ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm, validation_score,
+)
 
 if TYPE_CHECKING:
     from torch.nn.parallel import DistributedDataParallel
@@ -398,29 +403,14 @@ class TrainRunnerBase(BaseRunner):
         return mean_loss
 
     def _skip_step(self, what: str, value: float, step: int) -> None:
-        st, run = self.state, self.run_cfg
-        st.skipped_steps += 1
-        log.warning(
-            "skipped optimizer step %d: non-finite %s (%s) at epoch %d, data epoch %d, micro-batch %d; the weights "
-            "and optimizer state were not updated (%d of run.skip_nonfinite_steps=%d skips used)", step, what, value,
-            st.epoch, st.data_epoch, st.data_batches, st.skipped_steps, run.skip_nonfinite_steps,
-        )
-        if self.logger is not None:
-            self.logger.log_event("train/skipped", {"nonfinite": what, "value": value,
-                                                    "skipped_steps": st.skipped_steps},
-                                  step=step, epoch=st.epoch, echo=False)
+        self.state.skipped_steps += 1
+        record_skipped_step(self.state, self.run_cfg.skip_nonfinite_steps, self.logger, what, value, step)
 
     def _raise_nonfinite(self, what: str, value: float, step: int) -> None:
         st, run = self.state, self.run_cfg
-        skipped = (f" after skipping {st.skipped_steps} such step(s) (run.skip_nonfinite_steps={run.skip_nonfinite_steps})"
-                   if st.skipped_steps else "")
-        raise TrainingError(
-            f"non-finite {what} ({value}) at global step {step} (epoch {st.epoch}, data epoch {st.data_epoch}, "
-            f"micro-batch {st.data_batches}){skipped}; the weights were not updated. About the checkpoints: "
-            f"{nonfinite_advice(self.loss_watch, self.output_dir, run.init_lr)} "
-            "(add the options of the failed command). Other remedies: set run.max_grad_norm, use run.amp=bf16 "
-            "instead of fp16, check the data, or set run.skip_nonfinite_steps=N to step over rare bad batches."
-        )
+        where = f"epoch {st.epoch}, data epoch {st.data_epoch}, micro-batch {st.data_batches}"
+        raise nonfinite_error(what, value, step, where, st.skipped_steps, run.skip_nonfinite_steps,
+                              nonfinite_advice(self.loss_watch, self.output_dir, run.init_lr))
 
     def _log_step(
         self, loss: float, lr: float, grad_norm: float | None, samples: int, extras: Mapping[str, float]
@@ -450,6 +440,8 @@ class TrainRunnerBase(BaseRunner):
 
     def end_epoch(self) -> None:
         """Validate, mark the epoch done and write the epoch checkpoints (collective)."""
+        for line in skipped_report(self.datasets, list(self.run_cfg.train_splits)):
+            log.warning("epoch %d: %s", self.state.epoch, line)
         improved = self._validate()
         self.state.epoch_done = True
         self._save(epoch_end=True, improved=improved)
@@ -490,14 +482,14 @@ class TrainRunnerBase(BaseRunner):
             return False
         st = self.state
         metrics = self._evaluate_splits(list(self.run_cfg.valid_splits), epoch=st.epoch)
-        missing = [k for k, m in metrics.items() if not isinstance(m.get("agg_metrics"), (int, float))]
-        if missing:
-            raise LavisError(
-                f"{type(self.task).__name__}.after_evaluation returned no numeric 'agg_metrics' for {missing}; "
-                "it is the score (higher is better) that picks checkpoint_best.pth"
-            )
-        score = sum(float(m["agg_metrics"]) for m in metrics.values()) / len(metrics)
         st.last_valid = metrics
+        score = validation_score(metrics, type(self.task).__name__)
+        if score is None:  # the task scores nothing (e.g. report_metric: false): keep the latest weights
+            if st.best_epoch is None:
+                log.info("validation computes no metric (the task reports agg_metrics: null, e.g. "
+                         "run.report_metric: false): checkpoint_best.pth holds the latest epoch's weights")
+            st.best_metric, st.best_epoch = None, st.epoch
+            return True
         if st.best_metric is None or score > st.best_metric:
             st.best_metric, st.best_epoch = score, st.epoch
             return True

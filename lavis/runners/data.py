@@ -260,3 +260,17 @@ def batch_size_of(samples: Any) -> int:
     if isinstance(samples, (list, tuple)):
         return batch_size_of(samples[0]) if samples else 0
     return 0
+
+
+def skipped_report(datasets: Mapping[str, Mapping[str, Any]], splits: list[str]) -> list[str]:
+    """One line for each of ``splits`` of each data set that skipped items with unreadable media
+    (``dataset.skipped`` > 0), with the count and its limit."""
+    lines = []
+    for name, by_split in datasets.items():
+        for split in splits:
+            dataset = by_split.get(split)
+            skipped = getattr(dataset, "skipped", 0)
+            if isinstance(skipped, int) and skipped > 0:
+                lines.append(f"{name}/{split} has skipped {skipped} item(s) with unreadable media so far "
+                             f"(build_info.max_skipped: {getattr(dataset, 'max_skipped', '?')})")
+    return lines

@@ -10,10 +10,15 @@ then the lowest mean loss of a stable stretch). The runner keeps the newest stab
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+from lavis.common.errors import TrainingError
+
+log = logging.getLogger("lavis.runners")
 
 __all__ = ["LossWatch", "STABLE_NAME", "nonfinite_advice"]
 
@@ -106,3 +111,29 @@ def nonfinite_advice(watch: LossWatch, output_dir: Path, init_lr: float) -> str:
             f"training loss {watch.latest_loss:.4g} before it, against {level} at the first step), was written "
             f"after the training loss rose, so it may hold diverged weights. Start again with a lower learning "
             f"rate: --options run.init_lr={lower}")
+
+
+def nonfinite_error(what: str, value: float, step: int, where: str, skipped: int, allowed: int,
+                    advice: str) -> TrainingError:
+    """The error that stops training at a non-finite loss or gradient: where it happened, how many
+    steps were skipped before it, what the checkpoints hold (``advice``) and the remedies."""
+    after = f" after skipping {skipped} such step(s) (run.skip_nonfinite_steps={allowed})" if skipped else ""
+    return TrainingError(
+        f"non-finite {what} ({value}) at global step {step} ({where}){after}; the weights were not updated. "
+        f"About the checkpoints: {advice} (add the options of the failed command). Other remedies: set "
+        "run.max_grad_norm, use run.amp=bf16 instead of fp16, check the data, or set run.skip_nonfinite_steps=N "
+        "to step over rare bad batches."
+    )
+
+
+def record_skipped_step(state: Any, allowed: int, logger: Any, what: str, value: float, step: int) -> None:
+    """Log a skipped non-finite step (a warning, and a ``train/skipped`` event in ``metrics.jsonl``
+    when a run logger is given); ``state`` is the runner's TrainState, already counting this skip."""
+    log.warning(
+        "skipped optimizer step %d: non-finite %s (%s) at epoch %d, data epoch %d, micro-batch %d; the weights "
+        "and optimizer state were not updated (%d of run.skip_nonfinite_steps=%d skips used)", step, what, value,
+        state.epoch, state.data_epoch, state.data_batches, state.skipped_steps, allowed,
+    )
+    if logger is not None:
+        logger.log_event("train/skipped", {"nonfinite": what, "value": value, "skipped_steps": state.skipped_steps},
+                         step=step, epoch=state.epoch, echo=False)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
-from lavis.common.errors import TrainingError
+from lavis.common.errors import LavisError, TrainingError
 
 __all__ = ["RUNNER_TRAIN_KEYS", "ScalarExtras", "clip_with_norm", "common_run_problems", "loss_of", "total_norm"]
 
@@ -117,3 +117,17 @@ def common_run_problems(run: Mapping[str, Any]) -> list[str]:
                 "Use run.amp=bf16 (or auto) for mixed precision on CPU, or run.amp=none"
             )
     return problems
+
+
+def validation_score(metrics: Mapping[str, Mapping[str, Any]], task_name: str) -> float | None:
+    """The mean ``agg_metrics`` over the validation splits (higher is better), or ``None`` when
+    every split reports ``agg_metrics: None`` (the task scores nothing); anything else is an error."""
+    if metrics and all(m.get("agg_metrics", 0) is None for m in metrics.values()):
+        return None
+    missing = [k for k, m in metrics.items() if not isinstance(m.get("agg_metrics"), (int, float))]
+    if missing:
+        raise LavisError(
+            f"{task_name}.after_evaluation returned no numeric 'agg_metrics' for {missing}; "
+            "it is the score (higher is better) that picks checkpoint_best.pth"
+        )
+    return sum(float(m["agg_metrics"]) for m in metrics.values()) / len(metrics)

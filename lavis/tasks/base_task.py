@@ -94,6 +94,8 @@ class BaseTask:
                 seen.setdefault(r[self.result_id_key], r)
         return [seen[k] for k in sorted(seen, key=lambda k: (str(type(k)), k))]
 
-    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Dataset) -> dict[str, float]:
-        """Metrics of one split from the merged results; must include ``agg_metrics`` (higher is better)."""
+    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Dataset) -> dict[str, float | None]:
+        """Metrics of one split from the merged results; must include ``agg_metrics`` (higher is better),
+        or ``agg_metrics: None`` when the task scores nothing (the runner then takes the latest
+        weights as the best)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement after_evaluation")

@@ -148,11 +148,13 @@ class CaptionTask(BaseTask):
                              "captioning expects one caption per image")
         return [{"image_id": i, "caption": c} for i, c in zip(ids, captions)]
 
-    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Any) -> dict[str, float]:
+    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str,
+                         dataset: Any) -> dict[str, float | None]:
         """Write the merged results (main rank), score them, and return the same metrics on every rank.
 
         Returns ``{"Bleu_1".."Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "agg_metrics"}`` (the scorers of
-        run.metrics); ``agg_metrics`` is run.agg_metric. Without run.report_metric: ``{"agg_metrics": 0.0}``.
+        run.metrics); ``agg_metrics`` is run.agg_metric. Without run.report_metric: ``{"agg_metrics": None}`` (nothing scored: the runner then keeps
+        the latest weights as the best).
         """
         outcome: dict[str, Any] | None = None
         error: BaseException | None = None
@@ -169,14 +171,15 @@ class CaptionTask(BaseTask):
             raise MetricError(f"scoring on rank 0 failed: {outcome['error']}")
         return outcome["metrics"]
 
-    def _save_and_score(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Any) -> dict[str, float]:
+    def _save_and_score(self, val_result: list[dict], split_name: str, epoch: int | str,
+                        dataset: Any) -> dict[str, float | None]:
         from lavis.common.io import atomic_write_text
 
         stem = f"{split_name}_epoch{epoch}"
         results = [{"image_id": _as_id(r["image_id"]), "caption": r["caption"]} for r in val_result]
         atomic_write_text(json.dumps(results, ensure_ascii=False), self.result_dir / f"{stem}.json")
         if not self.report_metric:
-            return {"agg_metrics": 0.0}
+            return {"agg_metrics": None}
         gt_path = getattr(dataset, "gt_path", None)
         if gt_path is None:
             raise MetricError(f"split {split_name!r}: the data set ({type(dataset).__name__}) has no gt_path, the COCO-format "
@@ -185,6 +188,6 @@ class CaptionTask(BaseTask):
             metrics = score_captions(results, gt_path, self.metrics)
         except MetricError as e:
             raise type(e)(f"split {split_name!r}, epoch {epoch}: {e}") from e
-        metrics["agg_metrics"] = aggregate(metrics, self.agg_metric)
-        atomic_write_text(json.dumps(metrics, indent=2), self.result_dir / f"{stem}_metrics.json")
-        return metrics
+        scored: dict[str, float | None] = {**metrics, "agg_metrics": aggregate(metrics, self.agg_metric)}
+        atomic_write_text(json.dumps(scored, indent=2), self.result_dir / f"{stem}_metrics.json")
+        return scored

@@ -197,3 +197,22 @@ def test_tensorboard_events_are_written_when_asked(tmp_path):
     tags = acc.Tags()["scalars"]
     assert {"train/loss", "train/lr", "toy/val/agg_metrics", "toy/test/accuracy"} <= set(tags)
     assert len(acc.Scalars("train/loss")) == 12
+
+
+class UnscoredToyTask(ToyTask):
+    """Validation that computes no metric (like captioning with run.report_metric: false)."""
+
+    def after_evaluation(self, val_result, split_name, epoch, dataset):
+        return {"agg_metrics": None, "n": len(val_result)}
+
+
+def test_without_a_metric_the_latest_epoch_is_best_and_the_log_says_so(tmp_path, capsys):
+    runner, _ = build_runner(RunnerEpoch, task_cls=UnscoredToyTask, output_dir=str(tmp_path), max_epoch=3)
+    result = runner.train()
+    assert result["best"] == {"epoch": 2, "agg_metrics": None}  # not epoch 0, which a score of 0.0 kept
+    best = safe_torch_load(tmp_path / "checkpoint_best.pth")
+    latest = safe_torch_load(tmp_path / "checkpoint_latest.pth")
+    assert best["state"]["epoch"] == latest["state"]["epoch"] == 2
+    assert all(torch.equal(best["model"][k], latest["model"][k]) for k in latest["model"])
+    said = [line for line in capsys.readouterr().out.splitlines() if "computes no metric" in line]
+    assert len(said) == 1 and "checkpoint_best.pth holds the latest epoch's weights" in said[0]

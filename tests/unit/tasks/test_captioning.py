@@ -311,7 +311,7 @@ def test_after_evaluation_without_metrics_only_writes(tmp_path):
     task = CaptionTask(run_cfg(tmp_path, report_metric=False))
     task.result_dir = tmp_path / "elsewhere"
     out = task.after_evaluation([{"image_id": 1, "caption": "a cat"}], "test", "best", object())
-    assert out == {"agg_metrics": 0.0}
+    assert out == {"agg_metrics": None}
     assert json.loads((tmp_path / "elsewhere" / "test_epochbest.json").read_text()) == [{"image_id": 1, "caption": "a cat"}]
     assert not (tmp_path / "elsewhere" / "test_epochbest_metrics.json").exists()
 
