@@ -62,7 +62,12 @@ def shapes_caption_fixture(tmp_path: Path) -> dict:
 
 
 #: a builder name -> its config overrides on small fixture files (written under tmp_path)
-BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {"shapes_caption": shapes_caption_fixture}
+BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
+    "shapes_caption": shapes_caption_fixture,
+    "shapes_vqa_chat": shapes_caption_fixture,
+    "shapes_vqa_preference": shapes_caption_fixture,
+    "shapes_vqa_grpo": shapes_caption_fixture,
+}
 
 
 @pytest.mark.parametrize("name", registry.list_datasets())

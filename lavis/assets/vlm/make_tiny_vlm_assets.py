@@ -92,11 +92,11 @@ def write_llava(folder: Path) -> None:
 
 
 def write_qwen2_vl(folder: Path) -> None:
-    """Qwen2-VL layout: 8 px patches merged 2x2, images resized to 32x32 (4 image tokens each)."""
+    """Qwen2-VL layout: 8 px patches merged 2x2, images resized to 64x64 (16 image tokens each)."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     kwargs = dict(patch_size=8, merge_size=2, temporal_patch_size=2,
-                  size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32})
+                  size={"shortest_edge": 64 * 64, "longest_edge": 64 * 64})
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(**kwargs), video_processor=Qwen2VLVideoProcessor(**kwargs),
         tokenizer=build_tokenizer(), chat_template=chat_template("<|vision_start|><|image_pad|><|vision_end|>"),

@@ -191,9 +191,12 @@ class HFVisionLanguageModel(BaseModel):
         return self.inner.get_output_embeddings()
 
     def freeze_vision_tower(self) -> None:
-        """No gradients into the vision tower (the projector still trains)."""
+        """No gradients into the vision tower; the projector still trains, also where it sits
+        inside the tower (Qwen2-VL's ``visual.merger``)."""
+        keep = {id(p) for p in self.projector.parameters()}
         for p in self.vision_tower.parameters():
-            p.requires_grad_(False)
+            if id(p) not in keep:
+                p.requires_grad_(False)
 
     @property
     def default_lora_target(self) -> list[str]:
@@ -411,9 +414,12 @@ class HFVisionLanguageModel(BaseModel):
         return kwargs
 
     @torch.no_grad()
-    def generate_ids(self, samples: Mapping[str, Any], **kw: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """``(prompt batch, completion ids [B * num_return_sequences, T])``; completions are cut at
-        the end-of-turn token (included) and padded with ``pad_token_id``."""
+    def generate_ids(
+        self, samples: Mapping[str, Any], **kw: Any
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``(prompt batch, completion ids, completion mask)``, both [B * num_return_sequences, T]:
+        completions end at the end-of-turn token (included; the mask is True up to it) and are
+        padded with ``pad_token_id`` after it."""
         batch = self.batch_inputs(samples, "generate")
         kwargs = self._generation_kwargs(dict(kw))
         was_training = self.training
@@ -425,9 +431,9 @@ class HFVisionLanguageModel(BaseModel):
             self.train(was_training)
         completion = out[:, batch["input_ids"].shape[1]:]
         eos, pad_id = kwargs["eos_token_id"], kwargs["pad_token_id"]
-        ended = (completion == eos).int().cumsum(1)
-        after_eos = (ended - (completion == eos).int()) > 0
-        return batch, completion.masked_fill(after_eos, pad_id)
+        is_eos = (completion == eos).int()
+        after_eos = (is_eos.cumsum(1) - is_eos) > 0
+        return batch, completion.masked_fill(after_eos, pad_id), ~after_eos
 
     def generate(self, samples: Mapping[str, Any], **kwargs: Any) -> list[str]:
         """One reply per sample (``num_return_sequences`` per sample when given), special tokens removed.
@@ -436,5 +442,5 @@ class HFVisionLanguageModel(BaseModel):
         transformers' ``generate`` over :attr:`default_generation_kwargs`; ``max_length`` and
         ``min_length`` count new tokens, ``use_nucleus_sampling`` turns sampling on.
         """
-        _, completion = self.generate_ids(samples, **kwargs)
+        _, completion, _ = self.generate_ids(samples, **kwargs)
         return [t.strip() for t in self.tokenizer.batch_decode(completion, skip_special_tokens=True)]
