@@ -13,7 +13,8 @@ LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 
 
 def apply_lora(model: "HFVisionLanguageModel", cfg: Mapping[str, Any]) -> None:
-    """Wrap ``model.hf_model`` with peft LoRA adapters; only the adapters stay trainable.
+    """Wrap ``model.hf_model`` with peft LoRA adapters (recorded in ``model.lora_config``); only
+    the adapters stay trainable.
 
     ``cfg``: ``r`` (rank, default 8), ``alpha`` (default 16), ``dropout`` (default 0.0) and
     ``target_modules`` (``auto``, the default: :attr:`~HFVisionLanguageModel.default_lora_target`;
@@ -32,3 +33,4 @@ def apply_lora(model: "HFVisionLanguageModel", cfg: Mapping[str, Any]) -> None:
     config = LoraConfig(r=int(cfg.get("r", 8)), lora_alpha=int(cfg.get("alpha", 16)),
                         lora_dropout=float(cfg.get("dropout", 0.0)), target_modules=list(targets))
     model.hf_model = get_peft_model(model.hf_model, config)
+    model.lora_config = dict(cfg)

@@ -121,13 +121,31 @@ class HFVisionLanguageModel(BaseModel):
         self._generation = dict(generation or {})
         if freeze_vision_tower:
             self.freeze_vision_tower()
-        self.lora_config = dict(lora) if lora else None
-        if self.lora_config:
+        self.lora_config: dict[str, Any] | None = None
+        if lora:
             from lavis.models.vlm.adapters import apply_lora
 
-            apply_lora(self, self.lora_config)
+            apply_lora(self, lora)
 
     # -- configuration --------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "HFVisionLanguageModel":
+        """Build from a ``model`` block and load its weights (``finetuned``/``pretrained``, e.g. an
+        SFT run's checkpoint) before LoRA adapters are added, so full checkpoints load into a
+        model that then trains adapters only."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        cfg = dict(cfg)
+        lora = cfg.pop("lora", None)
+        model = super().from_config(cfg)
+        if lora:
+            from lavis.models.vlm.adapters import apply_lora
+
+            apply_lora(model, lora)
+        return model  # type: ignore[return-value]
+
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
         from the tokenizer where not given."""
