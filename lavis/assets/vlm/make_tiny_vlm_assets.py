@@ -1,6 +1,6 @@
 """Write the tokenizer and processor folders of the ``tiny`` vision-language model types.
 
-Each folder (``llava_tiny/``, ``qwen2_vl_tiny/``) is what ``transformers.AutoProcessor.from_pretrained``
+Each folder (``llava_tiny/``, ``qwen2_vl_tiny/``, ``qwen2_5_vl_tiny/``) is what ``transformers.AutoProcessor.from_pretrained``
 reads: a fast tokenizer (``tokenizer.json``), the image processor of the real model family with a
 small image size, the processor settings and a chat template. The ``tiny`` VLMs build from these
 files and a tiny config of the real transformers class, so no download is needed.
@@ -104,7 +104,20 @@ def write_qwen2_vl(folder: Path) -> None:
     processor.save_pretrained(str(folder))
 
 
-WRITERS = {"llava_tiny": write_llava, "qwen2_vl_tiny": write_qwen2_vl}
+def write_qwen2_5_vl(folder: Path) -> None:
+    """Qwen2.5-VL layout: as Qwen2-VL (its image processor is Qwen2-VL's), with its own processor class."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    kwargs = dict(patch_size=8, merge_size=2, temporal_patch_size=2,
+                  size={"shortest_edge": 64 * 64, "longest_edge": 64 * 64})
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**kwargs), video_processor=Qwen2VLVideoProcessor(**kwargs),
+        tokenizer=build_tokenizer(), chat_template=chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
+    )
+    processor.save_pretrained(str(folder))
+
+
+WRITERS = {"llava_tiny": write_llava, "qwen2_vl_tiny": write_qwen2_vl, "qwen2_5_vl_tiny": write_qwen2_5_vl}
 
 
 def main() -> None:

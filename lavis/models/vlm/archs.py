@@ -20,6 +20,8 @@ CHECKPOINT_ARCHS: dict[str, str] = {
     "llava": "llava",
     "Qwen2VLForConditionalGeneration": "qwen2_vl",
     "qwen2_vl": "qwen2_vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
 }
 
 

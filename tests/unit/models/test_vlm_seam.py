@@ -13,9 +13,9 @@ from lavis.models import load_model
 from lavis.models.vlm.archs import CHECKPOINT_ARCHS, arch_for_checkpoint, load_vlm
 from lavis.models.vlm.conversation import ConversationError
 
-ARCHS = ["llava", "qwen2_vl"]
+ARCHS = ["llava", "qwen2_vl", "qwen2_5_vl"]
 #: image tokens per image of each tiny type (from its processor and config)
-IMAGE_TOKENS = {"llava": 16, "qwen2_vl": 16}
+IMAGE_TOKENS = {"llava": 16, "qwen2_vl": 16, "qwen2_5_vl": 16}
 
 
 @pytest.fixture(autouse=True)
@@ -156,7 +156,8 @@ def test_checkpoint_picks_its_arch_and_loads_the_same_weights(models, tmp_path):
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "model_type": "bert"}))
     with pytest.raises(ConfigError) as e:
         arch_for_checkpoint(tmp_path / "bert")
-    assert "BertModel" in str(e.value) and "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration" in str(e.value)
+    assert "BertModel" in str(e.value) and "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration" in str(
+        e.value)
     assert set(CHECKPOINT_ARCHS.values()) == set(ARCHS)
 
 
