@@ -135,16 +135,15 @@ class HFVisionLanguageModel(BaseModel):
         model that then trains adapters only."""
         from omegaconf import DictConfig, OmegaConf
 
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        cfg = dict(cfg)
-        lora = cfg.pop("lora", None)
-        model = super().from_config(cfg)
+        plain: dict[str, Any] = dict(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)  # type: ignore[arg-type]
+        lora = plain.pop("lora", None)
+        model = super().from_config(plain)
+        assert isinstance(model, HFVisionLanguageModel)
         if lora:
             from lavis.models.vlm.adapters import apply_lora
 
             apply_lora(model, lora)
-        return model  # type: ignore[return-value]
+        return model
 
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
@@ -206,7 +205,9 @@ class HFVisionLanguageModel(BaseModel):
 
     @property
     def lm_head(self) -> nn.Module:
-        return self.inner.get_output_embeddings()
+        head = getattr(self.inner, "get_output_embeddings")()
+        assert isinstance(head, nn.Module)
+        return head
 
     def freeze_vision_tower(self) -> None:
         """No gradients into the vision tower; the projector still trains, also where it sits

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import torch
 
@@ -26,7 +26,7 @@ def unwrap(model: torch.nn.Module) -> "HFVisionLanguageModel":
     if not hasattr(inner, "process_batch_conv"):
         raise TypeError(f"{type(inner).__name__} is not a vision-language model of lavis.models.vlm; post-training "
                         "tasks need one (model.arch: llava, qwen2_vl, ...)")
-    return inner
+    return cast("HFVisionLanguageModel", inner)
 
 
 def with_reply(prompt: Sequence[Mapping[str, str]], reply: str) -> list[Mapping[str, str]]:

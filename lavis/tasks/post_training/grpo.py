@@ -145,7 +145,7 @@ class GrpoTask(PostTrainingTask):
         texts = [t.strip() for t in seam.tokenizer.batch_decode(completion, skip_special_tokens=True)]
         rewards = torch.tensor(self.rewards_of(texts, rep), dtype=torch.float32)
         advantages = group_advantages(rewards, g, bool(self.run_cfg.scale_rewards)).to(seam.device)
-        batch = dict(prompt)
+        batch: dict[str, Any] = dict(prompt)
         t = completion.shape[1]
         batch["input_ids"] = torch.cat([prompt["input_ids"], completion], 1)
         for key in TOKEN_KEYS:
