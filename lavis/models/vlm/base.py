@@ -410,12 +410,24 @@ class HFVisionLanguageModel(BaseModel):
 
     # -- generation -----------------------------------------------------------------------------
     @property
+    def media_token_ids(self) -> list[int]:
+        """Ids of the tokens that stand for images and videos (placeholders and their delimiters),
+        from the processor and the transformers config; generated text must not contain them."""
+        ids = {getattr(self.processor, "image_token_id", None), getattr(self.processor, "video_token_id", None)}
+        config = self.inner.config
+        for key in ("image_token_id", "image_token_index", "video_token_id", "vision_start_token_id",
+                    "vision_end_token_id"):
+            ids.add(getattr(config, key, None))
+        return sorted(i for i in ids if isinstance(i, int) and i != self.tokenizer.eos_token_id)
+
+    @property
     def default_generation_kwargs(self) -> dict[str, Any]:
         """Greedy decoding of up to 32 new tokens ending at the tokenizer's end-of-turn token, with
-        the model type's ``generation`` block on top."""
+        image and video tokens suppressed (:attr:`media_token_ids`), and the model type's
+        ``generation`` block on top."""
         tok = self.tokenizer
         return {"max_new_tokens": 32, "do_sample": False, "eos_token_id": tok.eos_token_id,
-                "pad_token_id": tok.pad_token_id, **self._generation}
+                "pad_token_id": tok.pad_token_id, "suppress_tokens": self.media_token_ids, **self._generation}
 
     def _generation_kwargs(self, kw: dict[str, Any]) -> dict[str, Any]:
         kwargs = self.default_generation_kwargs

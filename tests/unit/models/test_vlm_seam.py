@@ -171,3 +171,31 @@ def test_left_padded_greedy_generation_does_not_depend_on_the_batch(models, arch
                       max_new_tokens=5, min_new_tokens=5)
     m.train()
     assert both[1] == alone[0] and len(alone[0].split()) >= 1
+
+
+def test_attention_is_sdpa_unless_configured():
+    from lavis.common.registry import registry
+
+    assert load_model("llava", "tiny").hf_model.model.language_model.config._attn_implementation == "sdpa"
+    eager = registry.get_model_class("llava").from_pretrained("tiny", attn_implementation="eager")
+    assert eager.hf_model.model.language_model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_sampling_never_emits_image_tokens(arch):
+    torch.manual_seed(0)
+    m = load_model(arch, "tiny").eval()
+    media = m.media_token_ids
+    assert m.processor.image_token_id in media and m.tokenizer.eos_token_id not in media
+    def favour_image_token(module, args, out):  # make the image token by far the most likely next token
+        out[..., m.processor.image_token_id] += 100.0
+        return out
+
+    m.lm_head.register_forward_hook(favour_image_token)
+    samples = {"conversations": [[{"role": "user", "content": "<image>\nwhat?"}]] * 2, "images": [[image(1)], [image(2)]]}
+    _, ids, mask = m.generate_ids(samples, do_sample=True, temperature=1.0, max_new_tokens=6, min_new_tokens=6)
+    assert mask.all() and not torch.isin(ids, torch.tensor(media)).any()
+    with torch.no_grad():
+        forced = m.hf_model.generate(**m.process_batch_conv(samples["conversations"], samples["images"], "generate"),
+                                     max_new_tokens=2, do_sample=False, pad_token_id=m.tokenizer.pad_token_id)
+    assert (forced[:, -2:] == m.processor.image_token_id).all()  # what suppression prevents
