@@ -80,7 +80,8 @@ class GrpoTask(PostTrainingTask):
     the rewards within each group into advantages and minimise :func:`grpo_objective` with a KL
     penalty to the reference (frozen copy, or LoRA disabled). One policy update per sampled batch,
     so the ratio is 1 in value and the clipping matters only for its gradient. Evaluation:
-    ``mean_reward`` (``agg_metrics``) and ``answer_accuracy`` of greedy answers."""
+    ``mean_reward`` (``agg_metrics``) of one sampled completion per prompt, and
+    ``answer_accuracy`` of greedy answers."""
 
     run_schema = GrpoRunConfig
     agg_metric = "mean_reward"
@@ -127,6 +128,22 @@ class GrpoTask(PostTrainingTask):
                 raise ValueError(f"reward {fn.__name__} returned {len(values)} values for {len(completions)} completions")
             total = [t + w * float(v) for t, v in zip(total, values)]
         return total
+
+    @torch.no_grad()
+    def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
+        """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
+        prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
+        results = super().valid_step(model, samples)
+        seam = unwrap(model)
+        images = samples.get("images") or [[] for _ in samples["prompt"]]
+        _, ids, _ = seam.generate_ids({"conversations": samples["prompt"], "images": images}, do_sample=True,
+                                      temperature=float(self.run_cfg.temperature),
+                                      max_new_tokens=int(self.run_cfg.max_new_tokens))
+        sampled = [t.strip() for t in seam.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        rewards = self.rewards_of(sampled, samples) or []
+        for r, text, value in zip(results, sampled, rewards):
+            r["sampled"], r["reward"] = text, float(value)
+        return results
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
         for key in ("prompt", "solution"):

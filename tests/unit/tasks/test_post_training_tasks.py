@@ -26,6 +26,15 @@ class StubVLM(torch.nn.Module):
     def process_batch_conv(self, *a, **k):  # marks it as a seam model
         raise AssertionError("not used")
 
+    class tokenizer:  # noqa: N801 - decodes the "ids" generate_ids returns
+        @staticmethod
+        def batch_decode(ids, skip_special_tokens=True):
+            return list(ids)
+
+    def generate_ids(self, samples, **kw):
+        assert kw["do_sample"] is True
+        return {}, ["<answer> red </answer>", "blue"][: len(samples["conversations"])], None
+
     def generate(self, samples, **kw):
         self.seen.append(kw)
         n = len(samples["conversations"])
@@ -82,8 +91,10 @@ def test_grpo_evaluation_reports_mean_reward_and_refuses_a_chat_split(tmp_path):
     batch = {"id": [1, 2], "prompt": [[{"from": "human", "value": "q?"}]] * 2, "images": [[], []],
              "solution": ["red", "blue"]}
     results = task.valid_step(StubVLM(["<answer> red </answer>", "green"]), batch)
-    assert [r["reward"] for r in results] == [1.5, 0.0]
-    assert task.after_evaluation(results, "val", 0, None)["mean_reward"] == 0.75
+    assert [r["correct"] for r in results] == [True, False]  # greedy answers
+    assert [r["sampled"] for r in results] == ["<answer> red </answer>", "blue"]  # sampled ones carry the reward
+    assert [r["reward"] for r in results] == [1.5, 1.0]
+    assert task.after_evaluation(results, "val", 0, None)["mean_reward"] == 1.25
     with pytest.raises(KeyError, match="gives no mean_reward"):
         task.after_evaluation([{"id": 1, "correct": True}], "val", 0, None)
 
