@@ -108,3 +108,15 @@ def test_grpo_step_is_zero_mean_at_the_reference_and_has_gradients(arch, batches
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum().item() for g in grads) > 0
+
+
+def test_dpo_sft_term_is_the_chosen_cross_entropy(batches):
+    torch.manual_seed(0)
+    model = load_model("qwen2_vl", "tiny")
+    plain = DpoTask(DpoRunConfig(beta=0.5)).train_step(model, batches["shapes_vqa_preference"])
+    mixed = DpoTask(DpoRunConfig(beta=0.5, sft_weight=2.0)).train_step(model, batches["shapes_vqa_preference"])
+    chat = [[*p, {"role": "assistant", "content": c}] for p, c in zip(batches["shapes_vqa_preference"]["prompt"],
+                                                                     batches["shapes_vqa_preference"]["chosen"])]
+    sft = model({"conversations": chat, "images": batches["shapes_vqa_preference"]["images"]}).loss
+    assert mixed.extras["sft_loss"] == pytest.approx(sft.item(), abs=1e-5)
+    assert mixed.loss.item() == pytest.approx(plain.loss.item() + 2 * sft.item(), abs=1e-5)

@@ -21,6 +21,7 @@ class DpoRunConfig:
 
     beta: float = 0.1  # strength of the pull towards the reference (IPO: its regularisation tau)
     loss_type: str = "sigmoid"  # sigmoid (DPO), ipo or hinge
+    sft_weight: float = 0.0  # adds this times the chosen replies' cross entropy (TRL's "sft" loss term)
     max_new_tokens: int = 8  # longest generated answer in evaluation, in tokens
 
 
@@ -118,4 +119,9 @@ class DpoTask(PostTrainingTask):
         loss, logs = dpo_loss(logps[:n], logps[n:], ref_logps[:n], ref_logps[n:], float(self.run_cfg.beta),
                               str(self.run_cfg.loss_type), tokens[:n], tokens[n:])
         logs["logps/chosen"], logs["logps/rejected"] = logps[:n].detach().mean(), logps[n:].detach().mean()
+        sft_weight = float(self.run_cfg.sft_weight)
+        if sft_weight:  # keeps the chosen replies likely, their end-of-turn token included
+            nll = -out.extras["token_logps"][:n].sum() / tokens[:n].sum().clamp(min=1)
+            loss = loss + sft_weight * nll
+            logs["sft_loss"] = nll.detach()
         return ModelOutput(loss=loss, extras={k: v.item() for k, v in logs.items()})
