@@ -1,0 +1,157 @@
+"""Post-training data on the synthetic shapes images: conversations (SFT), preference pairs (DPO)
+and prompts with reference solutions (GRPO), made from the shapes VQA questions.
+
+All three read the same generated folder as ``shapes_caption`` (generated on first use) and turn
+each split's ``vqa/<split>.json`` into records of :mod:`lavis.datasets.builders.chat_data`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
+
+from torch.utils.data import Dataset
+
+from lavis.common.errors import ConfigError, UnknownNameError
+from lavis.common.registry import registry
+from lavis.common.schema import plain_dict
+from lavis.datasets.builders.base_builder import BaseDatasetBuilder
+from lavis.datasets.builders.caption_builders import resolve_storage
+from lavis.datasets.builders.chat_data import ChatRecordsDataset, check_records
+from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated
+from lavis.datasets.synthetic.shapes_text import NUMBER_WORDS, QUESTION_TYPES
+from lavis.datasets.torch_datasets.base_dataset import load_annotation_file
+
+
+@dataclass
+class VqaSplit:
+    """One split: its shapes VQA file, relative to ``build_info.storage``."""
+
+    storage: str
+
+
+@dataclass
+class ShapesChatBuildInfo:
+    """``build_info`` of the shapes post-training builders."""
+
+    storage: str  # folder of the generated shapes data; relative paths lie under the cache root
+    generator: ShapesConfig = field(default_factory=ShapesConfig)
+    annotations: Dict[str, VqaSplit] = field(default_factory=dict)
+    # question types to keep (count, color, shape, exists); all when empty
+    question_types: List[str] = field(default_factory=list)
+    # at most this many records per split (the first ones); all when unset
+    max_records: Optional[int] = None
+
+
+def wrong_answer(qtype: str, answer: str, gen: ShapesConfig, key: int) -> str:
+    """A wrong answer of the same type as ``answer`` (another colour, kind or count; the opposite
+    of yes/no), picked deterministically from ``key``."""
+    pools = {"color": list(gen.colors), "shape": list(gen.kinds), "count": list(NUMBER_WORDS[1:]),
+             "exists": ["yes", "no"]}
+    if qtype not in pools:
+        raise ValueError(f"question type {qtype!r} has no answer pool; known: {sorted(pools)}")
+    options = [a for a in pools[qtype] if a != answer]
+    return options[key % len(options)]
+
+
+def user_turn(question: str) -> dict[str, str]:
+    return {"from": "human", "value": f"<image>\n{question}"}
+
+
+class _ShapesChatBuilder(BaseDatasetBuilder):
+    """Shared by the three builders: generate the shapes folder, read a split's VQA questions."""
+
+    build_info_schema = ShapesChatBuildInfo
+    record_kind: ClassVar[str] = ""
+
+    @classmethod
+    def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
+        problems = []
+        try:
+            ShapesConfig.from_mapping(build_info.get("generator"), where=f"{dotted}.generator")
+        except ConfigError as e:
+            problems += [p if p.startswith(dotted) else f"{dotted}.generator.{p}" for p in e.problems]
+        for q in build_info.get("question_types") or []:
+            if q not in QUESTION_TYPES:
+                problems.append(f"{dotted}.question_types: {q!r} is not one of {', '.join(QUESTION_TYPES)}")
+        if build_info.get("max_records") is not None and build_info["max_records"] < 1:
+            problems.append(f"{dotted}.max_records: must be at least 1, got {build_info['max_records']}")
+        return problems
+
+    @property
+    def storage(self) -> Path:
+        return resolve_storage(str(self.config.build_info.storage))
+
+    def generator_config(self) -> ShapesConfig:
+        return ShapesConfig.from_mapping(plain_dict(self.config.build_info.get("generator")), where="build_info.generator")
+
+    def prepare(self) -> None:
+        """Generate the shapes folder unless it holds the data set of these parameters."""
+        ensure_generated(self.storage, self.generator_config())
+
+    def questions(self, split: str) -> list[dict[str, Any]]:
+        """The split's VQA entries, filtered by ``question_types`` and cut to ``max_records``."""
+        annotations = self.config.build_info.get("annotations") or {}
+        if split not in annotations:
+            raise UnknownNameError(f"split of {type(self).__name__}", split, list(annotations))
+        entries = load_annotation_file(self.storage / str(annotations[split].storage))
+        keep = list(self.config.build_info.get("question_types") or [])
+        if keep:
+            entries = [e for e in entries if e["question_type"] in keep]
+        limit = self.config.build_info.get("max_records")
+        return entries[:limit] if limit else entries
+
+    def records(self, split: str) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build_split(self, split: str) -> Dataset:
+        records = self.records(split)
+        check_records(records, self.record_kind, f"{type(self).__name__} split {split}")
+        mode = "train" if split == "train" else "eval"
+        return ChatRecordsDataset(records, self.storage, self.vis_processors.get(mode))
+
+
+@registry.register_builder("shapes_vqa_chat")
+class ShapesVqaChatBuilder(_ShapesChatBuilder):
+    """Conversations for SFT: one question and its answer per record (LLaVA-style JSON records
+    with ``answer`` and ``question_type`` kept for evaluation)."""
+
+    record_kind = "conversation"
+
+    def records(self, split: str) -> list[dict[str, Any]]:
+        return [{"id": q["question_id"], "image": q["image"], "question_type": q["question_type"],
+                 "answer": q["answer"][0],
+                 "conversations": [user_turn(q["question"]), {"from": "gpt", "value": q["answer"][0]}]}
+                for q in self.questions(split)]
+
+
+@registry.register_builder("shapes_vqa_preference")
+class ShapesVqaPreferenceBuilder(_ShapesChatBuilder):
+    """Preference pairs for DPO: chosen is the right answer, rejected a wrong one of the same type."""
+
+    record_kind = "preference"
+
+    def records(self, split: str) -> list[dict[str, Any]]:
+        gen = self.generator_config()
+        out = []
+        for q in self.questions(split):
+            answer = q["answer"][0]
+            key = zlib.crc32(str(q["question_id"]).encode())
+            out.append({"id": q["question_id"], "image": q["image"], "question_type": q["question_type"],
+                        "prompt": [user_turn(q["question"])], "chosen": answer,
+                        "rejected": wrong_answer(q["question_type"], answer, gen, key)})
+        return out
+
+
+@registry.register_builder("shapes_vqa_grpo")
+class ShapesVqaGrpoBuilder(_ShapesChatBuilder):
+    """Prompts with reference solutions for GRPO: the question and its right answer."""
+
+    record_kind = "prompt"
+
+    def records(self, split: str) -> list[dict[str, Any]]:
+        return [{"id": q["question_id"], "image": q["image"], "question_type": q["question_type"],
+                 "prompt": [user_turn(q["question"])], "solution": q["answer"][0]}
+                for q in self.questions(split)]

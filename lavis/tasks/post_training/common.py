@@ -1,0 +1,178 @@
+"""What the post-training tasks share: turning batches into model samples, sequence log-probs,
+a frozen reference, and evaluation on held-out questions (answer accuracy, preference accuracy,
+mean reward)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
+
+import torch
+
+from lavis.common import dist
+from lavis.rewards.answers import answer_matches
+from lavis.tasks.base_task import BaseTask
+
+if TYPE_CHECKING:
+    from lavis.common.config import Config
+    from lavis.models.vlm.base import HFVisionLanguageModel
+
+
+def unwrap(model: torch.nn.Module) -> "HFVisionLanguageModel":
+    """The seam model under a DDP wrapper (or the model itself)."""
+    inner = getattr(model, "module", model)
+    if not hasattr(inner, "process_batch_conv"):
+        raise TypeError(f"{type(inner).__name__} is not a vision-language model of lavis.models.vlm; post-training "
+                        "tasks need one (model.arch: llava, qwen2_vl, ...)")
+    return cast("HFVisionLanguageModel", inner)
+
+
+def with_reply(prompt: Sequence[Mapping[str, str]], reply: str) -> list[Mapping[str, str]]:
+    """The prompt turns followed by an assistant turn saying ``reply``."""
+    return [*prompt, {"role": "assistant", "content": reply}]
+
+
+def reference_of(samples: Mapping[str, Any], i: int) -> str | None:
+    """The right answer of sample ``i``: ``answer``, ``chosen`` or ``solution``, or the last
+    assistant turn of its conversation."""
+    for key in ("answer", "chosen", "solution"):
+        if samples.get(key) is not None:
+            return str(samples[key][i])
+    turns = samples["conversations"][i]
+    last = turns[-1]
+    return last.get("content", last.get("value")) if last.get("role", last.get("from")) in ("assistant", "gpt") else None
+
+
+def prompts_of(samples: Mapping[str, Any]) -> list[list[Mapping[str, str]]]:
+    """The turns to generate from: ``prompt``, or the conversation without its final reply."""
+    if samples.get("prompt") is not None:
+        return [list(p) for p in samples["prompt"]]
+    out = []
+    for turns in samples["conversations"]:
+        last = turns[-1]
+        out.append(list(turns[:-1]) if last.get("role", last.get("from")) in ("assistant", "gpt") else list(turns))
+    return out
+
+
+def sequence_logps(model: torch.nn.Module, conversations: list, images: list) -> torch.Tensor:
+    """Sum of the log-probabilities of the reply tokens of each conversation: [B]."""
+    out = model({"conversations": conversations, "images": images, "output_token_logps": True})
+    return out.extras["token_logps"].sum(-1)
+
+
+class FrozenReference:
+    """A frozen copy of the model as it was built (before training and before any resume), or,
+    for a model with LoRA adapters, the same model with its adapters disabled."""
+
+    def __init__(self, model: "HFVisionLanguageModel"):
+        self.copy = None if model.has_lora else copy.deepcopy(model).requires_grad_(False).eval()
+
+    def __call__(self, policy: torch.nn.Module, samples: Mapping[str, Any]) -> Any:
+        """The reference's output for ``samples`` (no gradients)."""
+        seam = unwrap(policy)
+        with torch.no_grad():
+            if self.copy is None:
+                with seam.adapters_disabled():
+                    return seam(samples)
+            if self.copy.device != seam.device:
+                self.copy.to(seam.device)
+            return self.copy(samples)
+
+
+class PostTrainingTask(BaseTask):
+    """Base of the post-training tasks: evaluation by generating answers to held-out prompts.
+
+    ``valid_step`` generates one answer per sample (greedy, ``run.max_new_tokens``) and scores it
+    against the sample's reference; with preference pairs it also records whether the model gives
+    the chosen reply a higher log-probability than the rejected one. ``after_evaluation`` reports
+    ``answer_accuracy``, ``preference_accuracy`` (pairs only), ``mean_reward`` (tasks with rewards),
+    accuracy per ``question_type`` and ``agg_metrics`` (:attr:`agg_metric`).
+    """
+
+    result_id_key = "id"
+    agg_metric = "answer_accuracy"
+
+    def __init__(self, run_cfg: Any):
+        super().__init__(run_cfg)
+        self._result_dir: Path | None = None
+
+    def build_model(self, cfg: "Config") -> "HFVisionLanguageModel":
+        return unwrap(super().build_model(cfg))
+
+    @property
+    def result_dir(self) -> Path:
+        if self._result_dir is not None:
+            return self._result_dir
+        return Path(getattr(self.run_cfg, "output_dir", None) or "output/run") / "result"
+
+    @result_dir.setter
+    def result_dir(self, folder: str | Path) -> None:
+        self._result_dir = Path(folder)
+
+    def rewards_of(self, completions: list[str], samples: Mapping[str, Any]) -> list[float] | None:
+        """Rewards of generated answers; ``None`` in tasks without reward functions."""
+        return None
+
+    @torch.no_grad()
+    def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
+        seam = unwrap(model)
+        prompts, images = prompts_of(samples), samples.get("images") or [[] for _ in samples["id"]]
+        answers = seam.generate({"conversations": prompts, "images": images},
+                                max_new_tokens=int(self.run_cfg.max_new_tokens))
+        results = []
+        for i, answer in enumerate(answers):
+            ref = reference_of(samples, i)
+            r = {"id": samples["id"][i], "prediction": answer, "reference": ref,
+                 "correct": bool(ref is not None and answer_matches(answer, ref))}
+            if samples.get("question_type") is not None:
+                r["question_type"] = samples["question_type"][i]
+            results.append(r)
+        if samples.get("chosen") is not None and samples.get("rejected") is not None:
+            n = len(prompts)
+            convs = [with_reply(p, c) for p, c in zip(prompts, samples["chosen"])]
+            convs += [with_reply(p, r) for p, r in zip(prompts, samples["rejected"])]
+            logps = sequence_logps(seam, convs, list(images) + list(images))
+            for i in range(n):
+                results[i]["prefers_chosen"] = bool(logps[i] > logps[n + i])
+        rewards = self.rewards_of(answers, samples)
+        if rewards is not None:
+            for r, value in zip(results, rewards):
+                r["reward"] = float(value)
+        return results
+
+    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Any) -> dict[str, float]:
+        """Metrics of the merged results (the same on every rank); rank 0 writes them with the answers
+        to ``<output_dir>/result/{split}_epoch{epoch}.json``."""
+        metrics = summarize(val_result)
+        if self.agg_metric not in metrics:
+            raise KeyError(f"split {split_name!r} gives no {self.agg_metric} (metrics: {sorted(metrics)}); evaluate "
+                           f"{type(self).__name__} on a data set that has what it needs (pairs, solutions)")
+        metrics["agg_metrics"] = metrics[self.agg_metric]
+        if dist.is_main_process():
+            from lavis.common.io import atomic_write_text
+
+            text = json.dumps({"metrics": metrics, "results": val_result}, indent=1, default=str)
+            atomic_write_text(text, self.result_dir / f"{split_name}_epoch{epoch}.json")
+        return metrics
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``answer_accuracy``, ``accuracy/<question_type>``, ``preference_accuracy`` and
+    ``mean_reward`` (the last two where the results have them)."""
+    if not results:
+        raise ValueError("no evaluation results: the split is empty")
+    metrics = {"answer_accuracy": sum(r["correct"] for r in results) / len(results)}
+    by_type: dict[str, list[bool]] = {}
+    for r in results:
+        if "question_type" in r:
+            by_type.setdefault(str(r["question_type"]), []).append(r["correct"])
+    metrics.update({f"accuracy/{t}": sum(v) / len(v) for t, v in sorted(by_type.items())})
+    pairs = [r["prefers_chosen"] for r in results if "prefers_chosen" in r]
+    if pairs:
+        metrics["preference_accuracy"] = sum(pairs) / len(pairs)
+    rewards = [r["reward"] for r in results if "reward" in r]
+    if rewards:
+        metrics["mean_reward"] = sum(rewards) / len(rewards)
+    return metrics

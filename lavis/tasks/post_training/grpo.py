@@ -1,0 +1,186 @@
+"""Group relative policy optimisation (``grpo``) of a vision-language model with registered rewards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Mapping, Optional
+
+import torch
+
+from lavis.common.registry import registry
+from lavis.models.base_model import ModelOutput
+from lavis.models.vlm.base import TOKEN_KEYS
+from lavis.tasks.post_training.common import FrozenReference, PostTrainingTask, unwrap
+
+
+@dataclass
+class GrpoRunConfig:
+    """Run keys of ``grpo`` (next to the common ones)."""
+
+    num_generations: int = 4  # completions sampled per prompt (the group)
+    beta: float = 0.04  # weight of the KL penalty to the reference (0: no reference model)
+    epsilon: float = 0.2  # clip range of the probability ratio, below 1
+    epsilon_high: Optional[float] = None  # clip range above 1 (default: epsilon)
+    temperature: float = 1.0  # sampling temperature of the completions
+    max_new_tokens: int = 8  # longest completion, in tokens (also in evaluation)
+    rewards: List[str] = field(default_factory=lambda: ["answer_accuracy"])  # registered reward functions
+    reward_weights: Optional[List[float]] = None  # one per reward (default: all 1)
+    scale_rewards: bool = True  # divide advantages by the group's standard deviation
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
+    """Rewards [B * G] (each prompt's G completions consecutive) minus their group mean, divided by
+    the group's (unbiased) standard deviation + 1e-4 when ``scale``."""
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    grouped = rewards.view(-1, group_size)
+    adv = (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    if scale:
+        std = grouped.std(1, unbiased=True) if group_size > 1 else torch.zeros(grouped.shape[0])
+        adv = adv / (std.repeat_interleave(group_size) + 1e-4)
+    return adv
+
+
+def grpo_objective(
+    logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor | None, advantages: torch.Tensor,
+    mask: torch.Tensor, epsilon_low: float = 0.2, epsilon_high: float = 0.2, beta: float = 0.04,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped GRPO objective (as a loss to minimise), averaged over each completion's tokens
+    and then over completions.
+
+    Args:
+        logps / old_logps / ref_logps: per-token log-probabilities of the completion tokens under the
+            policy, the policy that sampled them and the reference, [B, T] (``ref_logps`` may be
+            ``None`` when ``beta`` is 0).
+        advantages: one per completion, [B].
+        mask: True on completion tokens, [B, T].
+
+    Per token: ``-min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A) + beta * KL`` with
+    ``r = exp(logp - old_logp)`` and the k3 estimator ``KL = exp(ref - logp) - (ref - logp) - 1``.
+    """
+    mask = mask.to(logps.dtype)
+    ratio = torch.exp(logps - old_logps)
+    adv = advantages.unsqueeze(1)
+    per_token = -torch.min(ratio * adv, torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high) * adv)
+    logs: dict[str, torch.Tensor] = {}
+    if beta != 0.0:
+        if ref_logps is None:
+            raise ValueError("beta != 0 needs the reference log-probabilities")
+        kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
+        per_token = per_token + beta * kl
+        logs["kl"] = ((kl * mask).sum() / mask.sum().clamp(min=1)).detach()
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    return loss, logs
+
+
+@registry.register_task("grpo")
+class GrpoTask(PostTrainingTask):
+    """GRPO on prompts with reference solutions: sample ``run.num_generations`` completions per
+    prompt, score them with the registered rewards of ``run.rewards`` (weighted sum), normalise
+    the rewards within each group into advantages and minimise :func:`grpo_objective` with a KL
+    penalty to the reference (frozen copy, or LoRA disabled). One policy update per sampled batch,
+    so the ratio is 1 in value and the clipping matters only for its gradient. Evaluation:
+    ``mean_reward`` (``agg_metrics``) of one sampled completion per prompt, and
+    ``answer_accuracy`` of greedy answers."""
+
+    run_schema = GrpoRunConfig
+    agg_metric = "mean_reward"
+
+    def __init__(self, run_cfg: Any):
+        super().__init__(run_cfg)
+        self.reference: FrozenReference | None = None
+        self.reward_fns = [registry.get_reward(name) for name in self.run_cfg.rewards]
+        weights = self.run_cfg.reward_weights
+        self.reward_weights = [1.0] * len(self.reward_fns) if weights is None else [float(w) for w in weights]
+
+    @classmethod
+    def validate_run(cls, run: Any) -> list[str]:
+        get = run.get if hasattr(run, "get") else lambda k, d=None: getattr(run, k, d)
+        problems = []
+        names = list(get("rewards", ["answer_accuracy"]) or [])
+        if not names:
+            problems.append("run.rewards: give at least one registered reward, e.g. [answer_accuracy]")
+        for name in names:
+            if name not in registry.rewards:
+                problems.append(f"run.rewards: {name!r} is not a registered reward; registered: "
+                                f"{', '.join(registry.list_rewards())}")
+        weights = get("reward_weights", None)
+        if weights is not None and len(weights) != len(names):
+            problems.append(f"run.reward_weights: {len(weights)} weights for {len(names)} rewards")
+        if isinstance(get("num_generations", 4), int) and get("num_generations", 4) < 2:
+            problems.append(f"run.num_generations: must be at least 2 (a group), got {get('num_generations')}")
+        return problems
+
+    def build_model(self, cfg: Any) -> Any:
+        model = super().build_model(cfg)
+        if float(self.run_cfg.beta) != 0.0:
+            self.reference = FrozenReference(model)
+        return model
+
+    def rewards_of(self, completions: list[str], samples: Mapping[str, Any]) -> list[float] | None:
+        """The weighted sum of the rewards of each completion (sample columns are passed to the
+        reward functions as keyword arguments: ``solution``, ``question_type``, ...)."""
+        columns = {k: v for k, v in samples.items() if k not in ("images", "prompt", "completions")}
+        total = [0.0] * len(completions)
+        for fn, w in zip(self.reward_fns, self.reward_weights):
+            values = fn(completions=completions, **columns)
+            if len(values) != len(completions):
+                raise ValueError(f"reward {fn.__name__} returned {len(values)} values for {len(completions)} completions")
+            total = [t + w * float(v) for t, v in zip(total, values)]
+        return total
+
+    @torch.no_grad()
+    def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
+        """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
+        prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
+        results = super().valid_step(model, samples)
+        seam = unwrap(model)
+        images = samples.get("images") or [[] for _ in samples["prompt"]]
+        _, ids, _ = seam.generate_ids({"conversations": samples["prompt"], "images": images}, do_sample=True,
+                                      temperature=float(self.run_cfg.temperature),
+                                      max_new_tokens=int(self.run_cfg.max_new_tokens))
+        sampled = [t.strip() for t in seam.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        rewards = self.rewards_of(sampled, samples) or []
+        for r, text, value in zip(results, sampled, rewards):
+            r["sampled"], r["reward"] = text, float(value)
+        return results
+
+    def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
+        for key in ("prompt", "solution"):
+            if key not in samples:
+                raise KeyError(f"grpo needs prompts with solutions ('prompt', 'solution'); the batch has {sorted(samples)}. "
+                               "Use a prompt data set such as shapes_vqa_grpo")
+        seam, g = unwrap(model), int(self.run_cfg.num_generations)
+        if self.reference is None and float(self.run_cfg.beta) != 0.0:
+            self.reference = FrozenReference(seam)
+        n = len(samples["prompt"])
+        images = samples.get("images") or [[] for _ in range(n)]
+        rep = {k: [v[i] for i in range(n) for _ in range(g)] for k, v in samples.items() if isinstance(v, list)}
+        prompt, completion, cmask = seam.generate_ids(
+            {"conversations": rep["prompt"], "images": rep.get("images", [[] for _ in range(n * g)])},
+            do_sample=True, temperature=float(self.run_cfg.temperature), max_new_tokens=int(self.run_cfg.max_new_tokens))
+        texts = [t.strip() for t in seam.tokenizer.batch_decode(completion, skip_special_tokens=True)]
+        rewards = torch.tensor(self.rewards_of(texts, rep), dtype=torch.float32)
+        advantages = group_advantages(rewards, g, bool(self.run_cfg.scale_rewards)).to(seam.device)
+        batch: dict[str, Any] = dict(prompt)
+        t = completion.shape[1]
+        batch["input_ids"] = torch.cat([prompt["input_ids"], completion], 1)
+        for key in TOKEN_KEYS:
+            if key in prompt and key != "input_ids":
+                extra = cmask.to(prompt[key].dtype) if key == "attention_mask" else torch.zeros_like(completion).to(prompt[key].dtype)
+                batch[key] = torch.cat([prompt[key], extra], 1)
+        batch["labels"] = torch.cat([torch.full_like(prompt["input_ids"], -100), completion.masked_fill(~cmask, -100)], 1)
+        batch["output_token_logps"] = True
+        out = model(batch)
+        logps = out.extras["token_logps"][:, -t:]
+        ref_logps = None
+        if self.reference is not None:
+            ref_logps = self.reference(model, batch).extras["token_logps"][:, -t:]
+        eps = float(self.run_cfg.epsilon)
+        eps_high = float(self.run_cfg.epsilon_high) if self.run_cfg.epsilon_high is not None else eps
+        loss, logs = grpo_objective(logps, logps.detach(), ref_logps, advantages, cmask, eps, eps_high,
+                                    float(self.run_cfg.beta))
+        extras = {k: v.item() for k, v in logs.items()}
+        extras.update(reward=rewards.mean().item(), reward_std=rewards.std().item() if rewards.numel() > 1 else 0.0,
+                      completion_length=cmask.sum(1).float().mean().item())
+        return ModelOutput(loss=loss, extras=extras)
