@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import torch
 
 from lavis.common import dist
+from lavis.common.run_schema import RunConfig
 from lavis.rewards.answers import answer_matches
 from lavis.tasks.base_task import BaseTask
 
@@ -81,6 +83,14 @@ class FrozenReference:
             return self.copy(samples)
 
 
+@dataclass
+class PostTrainingRun(RunConfig):
+    """The run section every post-training task reads (for type annotations; the task's
+    ``run_schema`` is what config validation checks)."""
+
+    max_new_tokens: int = 8
+
+
 class PostTrainingTask(BaseTask):
     """Base of the post-training tasks: evaluation by generating answers to held-out prompts.
 
@@ -93,6 +103,7 @@ class PostTrainingTask(BaseTask):
 
     result_id_key = "id"
     agg_metric = "answer_accuracy"
+    run_cfg: PostTrainingRun
 
     def __init__(self, run_cfg: Any):
         super().__init__(run_cfg)
@@ -142,10 +153,11 @@ class PostTrainingTask(BaseTask):
                 r["reward"] = float(value)
         return results
 
-    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str, dataset: Any) -> dict[str, float]:
+    def after_evaluation(self, val_result: list[dict], split_name: str, epoch: int | str,
+                         dataset: Any) -> dict[str, float | None]:
         """Metrics of the merged results (the same on every rank); rank 0 writes them with the answers
         to ``<output_dir>/result/{split}_epoch{epoch}.json``."""
-        metrics = summarize(val_result)
+        metrics: dict[str, float | None] = dict(summarize(val_result))
         if self.agg_metric not in metrics:
             raise KeyError(f"split {split_name!r} gives no {self.agg_metric} (metrics: {sorted(metrics)}); evaluate "
                            f"{type(self).__name__} on a data set that has what it needs (pairs, solutions)")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
-from lavis.tasks.post_training.common import FrozenReference, PostTrainingTask, unwrap, with_reply
+from lavis.tasks.post_training.common import FrozenReference, PostTrainingRun, PostTrainingTask, unwrap, with_reply
 
 DPO_LOSSES = ("sigmoid", "ipo", "hinge")
 
@@ -68,6 +68,11 @@ def dpo_loss(
     return losses.mean(), logs
 
 
+@dataclass
+class DpoRun(DpoRunConfig, PostTrainingRun):
+    """The whole run section of a ``dpo`` config, for type annotations."""
+
+
 @registry.register_task("dpo")
 class DpoTask(PostTrainingTask):
     """DPO on ``{"prompt", "chosen", "rejected"}`` pairs (with images). The reference is a frozen
@@ -77,6 +82,7 @@ class DpoTask(PostTrainingTask):
     ``answer_accuracy``."""
 
     run_schema = DpoRunConfig
+    run_cfg: DpoRun
     agg_metric = "preference_accuracy"
 
     def __init__(self, run_cfg: Any):

@@ -10,7 +10,7 @@ import torch
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.models.vlm.base import TOKEN_KEYS
-from lavis.tasks.post_training.common import FrozenReference, PostTrainingTask, unwrap
+from lavis.tasks.post_training.common import FrozenReference, PostTrainingRun, PostTrainingTask, unwrap
 
 
 @dataclass
@@ -73,6 +73,11 @@ def grpo_objective(
     return loss, logs
 
 
+@dataclass
+class GrpoRun(GrpoRunConfig, PostTrainingRun):
+    """The whole run section of a ``grpo`` config, for type annotations."""
+
+
 @registry.register_task("grpo")
 class GrpoTask(PostTrainingTask):
     """GRPO on prompts with reference solutions: sample ``run.num_generations`` completions per
@@ -84,6 +89,7 @@ class GrpoTask(PostTrainingTask):
     ``answer_accuracy`` of greedy answers."""
 
     run_schema = GrpoRunConfig
+    run_cfg: GrpoRun
     agg_metric = "mean_reward"
 
     def __init__(self, run_cfg: Any):
