@@ -214,3 +214,18 @@ def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_pat
     evalset = datasets[data_name][split]
     results = task.valid_step(model, evalset.collater([evalset[i] for i in range(2)]))
     assert len(results) == 2 and all(task.result_id_key in r for r in results)
+
+
+def test_dpo_rewards_and_margins_reach_metrics_jsonl(tmp_path):
+    from lavis.cli import train_main
+    from lavis.common.logger import read_metrics
+
+    cfg = TASK_FIXTURES["dpo"](tmp_path)
+    cfg["run"].update({"max_epoch": 1, "batch_size_train": 2, "log_freq": 1, "progress_bar": False,
+                       "tensorboard": False, "valid_splits": [], "test_splits": []})
+    path = tmp_path / "dpo.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    train_main(["--cfg-path", str(path)])
+    steps = [e["values"] for e in read_metrics(tmp_path / "out") if e["split"] == "train"]
+    assert steps and all({"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(v) for v in steps)
+    assert all(0.0 <= v["rewards/accuracies"] <= 1.0 and math.isfinite(v["rewards/margins"]) for v in steps)
