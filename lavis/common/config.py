@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,61 +22,19 @@ from lavis.common import lavis_compat
 from lavis.common.errors import ConfigError, describe_unknown
 from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
-from lavis.common.schema import merge_dict_configs, plain_dict
+from lavis.common.schema import dataclass_fields, merge_dict_configs, plain_dict
+from lavis.common.schema import matches as _matches
+from lavis.common.schema import type_name as _type_name
+from lavis.common.schema import unknown_key as _unknown_key
 
 TOP_LEVEL_KEYS = ("model", "datasets", "run")
 DATASET_KEYS = {"type", "build_info", "vis_processor", "text_processor"}
 
 
-# ---------------------------------------------------------------------------------------------
-# type checking of plain values against dataclass annotations
-# ---------------------------------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin in (list, typing.List):
-        (inner,) = typing.get_args(tp) or (Any,)
-        return f"list of {_type_name(inner)}"
-    if origin in (dict, typing.Dict) or tp is dict:
-        return "mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    """Whether a plain (YAML) value fits the annotation ``tp``."""
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        return any(_matches(value, a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if origin in (list, typing.List):
-        (inner,) = typing.get_args(tp) or (Any,)
-        return isinstance(value, (list, tuple)) and all(_matches(v, inner) for v in value)
-    if origin in (dict, typing.Dict):
-        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
-        return isinstance(value, dict) and all(_matches(k, key_tp) and _matches(v, value_tp) for k, v in value.items())
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    return isinstance(value, tp)
-
-
-def _schema_fields(schemas: Sequence[type]) -> dict[str, dataclasses.Field]:
+def _fields_of(schemas: Sequence[type]) -> dict[str, dataclasses.Field]:
     fields: dict[str, dataclasses.Field] = {}
     for schema in schemas:
-        hints = typing.get_type_hints(schema)
-        for f in dataclasses.fields(schema):
-            f.type = hints[f.name]
-            fields[f.name] = f
+        fields.update(dataclass_fields(schema))
     return fields
 
 
@@ -96,10 +53,6 @@ def run_schema_for(task_name: str | None) -> type:
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
-def _unknown_key(where: str, key: str, valid: Iterable[str]) -> str:
-    return f"{where}.{key}: " + describe_unknown("key", key, list(valid)).replace("Registered keys", "Valid keys")
-
-
 def _check_registry_name(problems: list[str], dotted: str, kind: str, name: Any) -> bool:
     reg = registry.kinds[kind]
     if not isinstance(name, str) or name not in reg:
@@ -118,10 +71,10 @@ def _validate_run(run: Any, problems: list[str]) -> None:
         task = None
     known_task = task if isinstance(task, str) and task in registry.tasks else None
     task_known = known_task is not None
-    fields = _schema_fields([run_schema_for(known_task)])
+    fields = _fields_of([run_schema_for(known_task)])
     # with an unknown task, keys some task declares cannot be judged: only the task name is reported
     other_task_keys = set() if task_known else {
-        k for t in registry.list_tasks() for k in _schema_fields([run_schema_for(t)])
+        k for t in registry.list_tasks() for k in _fields_of([run_schema_for(t)])
     }
     for key, value in run.items():
         if key not in fields:
