@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lavis.datasets.torch_datasets.caption_datasets import integer_image_id
-from lavis.datasets.torch_datasets.media_dataset import MediaDataset, read_json
+from lavis.datasets.torch_datasets.media_dataset import MediaDataset, read_json, retrieval_index
 from lavis.processors.base_processor import BaseProcessor
 
 #: the NoCaps domains, as the official image lists spell them
@@ -116,19 +116,12 @@ class RetrievalEvalDataset(MediaDataset):
                  vis_root: str | os.PathLike = "", ann_paths: Sequence[str | os.PathLike] | str = (),
                  max_skipped: int = 100):
         super().__init__(vis_processor, text_processor, vis_root, ann_paths, max_skipped)
-        self.text: list[str] = []
-        self.img2txt: dict[int, list[int]] = {}
-        self.txt2img: dict[int, int] = {}
         for i, ann in enumerate(self.annotation):
-            captions = ann.get("caption")
-            if not isinstance(captions, list):
+            if not isinstance(ann.get("caption"), list):
                 raise ValueError(f"entry {i} of {', '.join(map(str, self.ann_paths))} is not an eval entry "
                                  "({'image': path, 'caption': [str, ...]}); is this a training split file?")
-            self.img2txt[i] = []
-            for caption in captions:
-                self.txt2img[len(self.text)] = i
-                self.img2txt[i].append(len(self.text))
-                self.text.append(self.text_processor(caption))
+        self.text, self.img2txt, self.txt2img = retrieval_index((a["caption"] for a in self.annotation),
+                                                                self.text_processor)
 
     def item(self, index: int) -> dict[str, Any]:
         return {"image": self.vis_processor(self.open_image(self.annotation[index]["image"])), "index": index}

@@ -157,6 +157,23 @@ class MediaDataset(BaseDataset):
         return default_collate(samples) if samples else {}
 
 
+def retrieval_index(
+    captions: Iterable[Iterable[str]], process: Callable[[str], str]
+) -> tuple[list[str], dict[int, list[int]], dict[int, int]]:
+    """``(texts, img2txt, txt2img)`` of a retrieval evaluation split: every processed caption in
+    order, the caption indices of each image (or video) and the image of each caption."""
+    texts: list[str] = []
+    img2txt: dict[int, list[int]] = {}
+    txt2img: dict[int, int] = {}
+    for i, item_captions in enumerate(captions):
+        img2txt[i] = []
+        for caption in item_captions:
+            txt2img[len(texts)] = i
+            img2txt[i].append(len(texts))
+            texts.append(process(caption))
+    return texts, img2txt, txt2img
+
+
 def collate_with_lists(samples: Iterable[dict[str, Any] | None], list_keys: Sequence[str],
                        flatten: Callable[[dict[str, list]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Like :meth:`MediaDataset.collater`, but ``list_keys`` (ragged lists such as answers) are kept

@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from lavis.datasets.torch_datasets.media_dataset import MediaDataset, UnreadableMedia, as_list, read_json
+from lavis.datasets.torch_datasets.media_dataset import (
+    MediaDataset, UnreadableMedia, as_list, read_json, retrieval_index,
+)
 from lavis.processors.base_processor import BaseProcessor
 
 
@@ -80,15 +82,8 @@ class VideoEvalDataset(_VideoBase):
                  vis_root: str | os.PathLike = "", ann_paths: Sequence[str | os.PathLike] | str = (),
                  max_skipped: int = 100):
         super().__init__(vis_processor, text_processor, vis_root, ann_paths, max_skipped)
-        self.text: list[str] = []
-        self.img2txt: dict[int, list[int]] = {}
-        self.txt2img: dict[int, int] = {}
-        for i, r in enumerate(self.annotation):
-            self.img2txt[i] = []
-            for caption in r["caption"]:
-                self.txt2img[len(self.text)] = i
-                self.img2txt[i].append(len(self.text))
-                self.text.append(self.text_processor(caption))
+        self.text, self.img2txt, self.txt2img = retrieval_index((r["caption"] for r in self.annotation),
+                                                                self.text_processor)
 
     def item(self, index: int) -> dict[str, Any]:
         return {"video": self.open_video(self.annotation[index]["video"]), "image_id": index,
