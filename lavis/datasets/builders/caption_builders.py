@@ -14,7 +14,7 @@ from lavis.common.registry import registry
 from lavis.common.schema import plain_dict
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.torch_datasets.caption_datasets import CaptionDataset, CaptionEvalDataset
-from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated
+from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated, generator_problems
 
 
 def resolve_storage(path: str | Path) -> Path:
@@ -57,11 +57,7 @@ class ShapesCaptionBuilder(BaseDatasetBuilder):
     @classmethod
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
         """The generator parameters make a valid data set; evaluation splits name their ground truth."""
-        problems = []
-        try:
-            ShapesConfig.from_mapping(build_info.get("generator"), where=f"{dotted}.generator")
-        except ConfigError as e:
-            problems += [p if p.startswith(dotted) else f"{dotted}.generator.{p}" for p in e.problems]
+        problems = generator_problems(build_info.get("generator"), f"{dotted}.generator")
         for split, files in (build_info.get("annotations") or {}).items():
             if split != "train" and not files.get("gt"):
                 problems.append(f"{dotted}.annotations.{split}.gt: missing; evaluation splits need the COCO-format "

@@ -14,13 +14,13 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torch.utils.data import Dataset
 
-from lavis.common.errors import ConfigError, UnknownNameError
+from lavis.common.errors import UnknownNameError
 from lavis.common.registry import registry
 from lavis.common.schema import plain_dict
 from lavis.datasets.builders.base_builder import BaseDatasetBuilder
 from lavis.datasets.builders.caption_builders import resolve_storage
 from lavis.datasets.builders.chat_data import ChatRecordsDataset, check_records
-from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated
+from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated, generator_problems
 from lavis.datasets.synthetic.shapes_text import NUMBER_WORDS, QUESTION_TYPES
 from lavis.datasets.torch_datasets.base_dataset import load_annotation_file
 
@@ -68,11 +68,7 @@ class _ShapesChatBuilder(BaseDatasetBuilder):
 
     @classmethod
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
-        problems = []
-        try:
-            ShapesConfig.from_mapping(build_info.get("generator"), where=f"{dotted}.generator")
-        except ConfigError as e:
-            problems += [p if p.startswith(dotted) else f"{dotted}.generator.{p}" for p in e.problems]
+        problems = generator_problems(build_info.get("generator"), f"{dotted}.generator")
         for q in build_info.get("question_types") or []:
             if q not in QUESTION_TYPES:
                 problems.append(f"{dotted}.question_types: {q!r} is not one of {', '.join(QUESTION_TYPES)}")

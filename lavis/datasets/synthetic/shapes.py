@@ -145,6 +145,16 @@ class ShapesConfig:
         return getattr(self, f"num_{split}")
 
 
+def generator_problems(params: Mapping[str, Any] | None, dotted: str) -> list[str]:
+    """Config problems of the generator parameters ``params`` (``dotted`` names their block, e.g.
+    ``datasets.shapes_caption.build_info.generator``); empty when they make a valid data set."""
+    try:
+        ShapesConfig.from_mapping(params, where=dotted)
+    except ConfigError as e:
+        return [p if p.startswith(dotted) else f"{dotted}.{p}" for p in e.problems]
+    return []
+
+
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator that draws image ``index`` (1-based) of ``split``."""
     return np.random.default_rng([seed, _SPLIT_CODE[split], index])
