@@ -171,6 +171,22 @@ class CaptionTask(BaseTask):
             raise MetricError(f"scoring on rank 0 failed: {outcome['error']}")
         return outcome["metrics"]
 
+    def _score_by_domain(self, results: list[dict], gt_path: Any, image_ids: list[Any],
+                         domains: list[str]) -> dict[str, float]:
+        """``{"<domain>/<metric>": value}``: each domain's images scored on their own."""
+        from lavis.tasks.metrics.caption_metrics import load_caption_gt
+
+        references = load_caption_gt(gt_path)
+        out: dict[str, float] = {}
+        for domain in sorted(set(domains)):
+            ids = {_as_id(i) for i, d in zip(image_ids, domains) if d == domain}
+            gt = {"images": [{"id": i} for i in references if i in ids],
+                  "annotations": [{"image_id": i, "id": n, "caption": c}
+                                  for n, (i, c) in enumerate((i, c) for i in references if i in ids for c in references[i])]}
+            scores = score_captions([r for r in results if r["image_id"] in ids], gt, self.metrics)
+            out.update({f"{domain}/{name}": value for name, value in scores.items()})
+        return out
+
     def _save_and_score(self, val_result: list[dict], split_name: str, epoch: int | str,
                         dataset: Any) -> dict[str, float | None]:
         from lavis.common.io import atomic_write_text
@@ -189,5 +205,8 @@ class CaptionTask(BaseTask):
         except MetricError as e:
             raise type(e)(f"split {split_name!r}, epoch {epoch}: {e}") from e
         scored: dict[str, float | None] = {**metrics, "agg_metrics": aggregate(metrics, self.agg_metric)}
+        domains = getattr(dataset, "domains", None)
+        if domains:  # NoCaps: the in-, near- and out-domain scores next to the overall ones
+            scored.update(self._score_by_domain(results, gt_path, list(dataset.image_ids), list(domains)))
         atomic_write_text(json.dumps(scored, indent=2), self.result_dir / f"{stem}_metrics.json")
         return scored

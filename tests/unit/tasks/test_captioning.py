@@ -399,3 +399,25 @@ def test_two_ranks_agree_on_metrics_and_errors(tmp_path, gt_file):
     assert "MetricError" in r0["error"] and "have no result: [100]" in r0["error"]
     assert r1["error"].startswith("MetricError: scoring on rank 0 failed") and "[100]" in r1["error"]
     assert os.listdir(tmp_path / "out" / "result") and (tmp_path / "out" / "result" / "val_epoch0.json").exists()
+
+
+def test_nocaps_is_scored_per_domain_as_well(tmp_path):
+    from omegaconf import OmegaConf
+
+    from lavis.common.registry import registry
+    from tests.unit.datasets.real_formats import builder_fixture
+
+    cls = registry.get_builder_class("nocaps")
+    cfg = OmegaConf.merge(cls.default_config().datasets.nocaps, builder_fixture("nocaps")(tmp_path / "default"))
+    val = cls(cfg).build_datasets()["val"]
+    assert val.domains == ["in-domain", "near-domain", "out-domain"]
+    # the in-domain image gets a reference caption word for word, the others a wrong one
+    results = [{"image_id": i, "caption": "a nocaps caption 0 of 0" if i == 0 else "three purple whales singing"}
+               for i in val.image_ids]
+    task = CaptionTask(run_cfg(tmp_path, metrics=["BLEU"], agg_metric="Bleu_4"))
+    out = task.after_evaluation(results, "val", 0, val)
+    assert out["in-domain/Bleu_1"] == pytest.approx(1.0, abs=1e-6)
+    assert out["near-domain/Bleu_1"] < 0.2 and out["out-domain/Bleu_1"] < 0.2
+    assert out["in-domain/Bleu_1"] > out["Bleu_1"] > out["out-domain/Bleu_1"]  # overall lies between
+    saved = json.loads((tmp_path / "out" / "result" / "val_epoch0_metrics.json").read_text())
+    assert saved["near-domain/Bleu_4"] == pytest.approx(out["near-domain/Bleu_4"])
