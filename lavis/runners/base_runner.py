@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lavis.common import dist
 from lavis.common.checkpoint import get_rng_state
-from lavis.common.errors import CheckpointError, ConfigError, LavisError, TrainingError
+from lavis.common.errors import CheckpointError, ConfigError, LavisError
 from lavis.common.logger import MetricLogger, SmoothedValue, setup_logging, to_plain
 from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
@@ -49,6 +49,7 @@ from lavis.runners.data import (
     mix_seed,
     move_to_device,
     skipped_report,
+    split_problems,
 )
 from lavis.runners.precision import resolve_precision
 from lavis.runners.stepping import (
@@ -158,14 +159,8 @@ class TrainRunnerBase(BaseRunner):
     # configuration checks and sizes
     # ------------------------------------------------------------------------------------------
     def _check_config(self) -> None:
-        run, problems = self.run_cfg, []
-        have = "; ".join(f"{n}: {', '.join(s) or '(none)'}" for n, s in self.datasets.items()) or "(no datasets)"
-        for key in ("valid_splits", "test_splits"):
-            for split in getattr(run, key):
-                if not any(split in s for s in self.datasets.values()):
-                    problems.append(f"run.{key}: {split!r} is not a split of any dataset ({have})")
-        if not run.evaluate and not any(s in d for s in run.train_splits for d in self.datasets.values()):
-            problems.append(f"run.train_splits: {list(run.train_splits)} matches no split of the datasets ({have})")
+        run = self.run_cfg
+        problems = split_problems(self.datasets, run.train_splits, run.valid_splits, run.test_splits, run.evaluate)
         # config validation ran these already; repeated for runners built from an unvalidated config
         problems += type(self).validate_run(dataclasses.asdict(run))
         if problems:

@@ -274,3 +274,16 @@ def skipped_report(datasets: Mapping[str, Mapping[str, Any]], splits: list[str])
                 lines.append(f"{name}/{split} has skipped {skipped} item(s) with unreadable media so far "
                              f"(build_info.max_skipped: {getattr(dataset, 'max_skipped', '?')})")
     return lines
+
+
+def split_problems(datasets: Mapping[str, Mapping[str, Any]], train_splits: Sequence[str],
+                   valid_splits: Sequence[str], test_splits: Sequence[str], evaluate_only: bool) -> list[str]:
+    """``run.<key>: ...`` for each named split that no data set has (training splits only matter
+    when training), listing the splits there are."""
+    have = "; ".join(f"{n}: {', '.join(s) or '(none)'}" for n, s in datasets.items()) or "(no datasets)"
+    problems = [f"run.{key}: {split!r} is not a split of any dataset ({have})"
+                for key, splits in (("valid_splits", valid_splits), ("test_splits", test_splits))
+                for split in splits if not any(split in s for s in datasets.values())]
+    if not evaluate_only and not any(s in d for s in train_splits for d in datasets.values()):
+        problems.append(f"run.train_splits: {list(train_splits)} matches no split of the datasets ({have})")
+    return problems

@@ -24,7 +24,11 @@ def load_annotation_file(path: str | os.PathLike) -> list[dict[str, Any]]:
             "or let the builder prepare (download or generate) the data first"
         )
     with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+        return as_list(json.load(f), path)
+
+
+def as_list(data: Any, path: Path) -> list[dict[str, Any]]:
+    """Entries of an annotation file that holds a list, or ``{"annotations": [...]}``."""
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         data = data["annotations"]
     if not isinstance(data, list):

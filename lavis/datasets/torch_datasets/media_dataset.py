@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data.dataloader import default_collate
 
 from lavis.common.errors import LavisError
-from lavis.datasets.torch_datasets.base_dataset import BaseDataset
+from lavis.datasets.torch_datasets.base_dataset import BaseDataset, as_list
 from lavis.processors.base_processor import BaseProcessor
 
 logger = logging.getLogger(__name__)
@@ -57,15 +57,6 @@ def read_json(path: str | os.PathLike) -> Any:
     except json.JSONDecodeError as e:
         raise ValueError(f"annotation file {path} is not valid JSON ({e}); the download may be incomplete: "
                          "delete it and fetch it again") from None
-
-
-def as_list(data: Any, path: Path) -> list[dict[str, Any]]:
-    """Entries of an annotation file that holds a list, or ``{"annotations": [...]}``."""
-    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
-        data = data["annotations"]
-    if not isinstance(data, list):
-        raise ValueError(f"{path} must hold a JSON list of annotation entries, got {type(data).__name__}")
-    return data
 
 
 class MediaDataset(BaseDataset):
