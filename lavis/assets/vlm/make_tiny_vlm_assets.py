@@ -91,30 +91,27 @@ def write_llava(folder: Path) -> None:
     processor.save_pretrained(str(folder))
 
 
-def write_qwen2_vl(folder: Path) -> None:
-    """Qwen2-VL layout: 8 px patches merged 2x2, images resized to 64x64 (16 image tokens each)."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+def _write_qwen_vl(folder: Path, processor_class: str) -> None:
+    """Qwen2-VL layout (Qwen2.5-VL reuses its image and video processors): 8 px patches merged 2x2,
+    images resized to 64x64 (16 image tokens each)."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     kwargs = dict(patch_size=8, merge_size=2, temporal_patch_size=2,
                   size={"shortest_edge": 64 * 64, "longest_edge": 64 * 64})
-    processor = Qwen2VLProcessor(
+    processor = getattr(transformers, processor_class)(
         image_processor=Qwen2VLImageProcessor(**kwargs), video_processor=Qwen2VLVideoProcessor(**kwargs),
         tokenizer=build_tokenizer(), chat_template=chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
     )
     processor.save_pretrained(str(folder))
+
+
+def write_qwen2_vl(folder: Path) -> None:
+    _write_qwen_vl(folder, "Qwen2VLProcessor")
 
 
 def write_qwen2_5_vl(folder: Path) -> None:
-    """Qwen2.5-VL layout: as Qwen2-VL (its image processor is Qwen2-VL's), with its own processor class."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    kwargs = dict(patch_size=8, merge_size=2, temporal_patch_size=2,
-                  size={"shortest_edge": 64 * 64, "longest_edge": 64 * 64})
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**kwargs), video_processor=Qwen2VLVideoProcessor(**kwargs),
-        tokenizer=build_tokenizer(), chat_template=chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-    )
-    processor.save_pretrained(str(folder))
+    _write_qwen_vl(folder, "Qwen2_5_VLProcessor")
 
 
 WRITERS = {"llava_tiny": write_llava, "qwen2_vl_tiny": write_qwen2_vl, "qwen2_5_vl_tiny": write_qwen2_5_vl}

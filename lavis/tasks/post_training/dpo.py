@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -90,8 +90,8 @@ class DpoTask(PostTrainingTask):
         self.reference: FrozenReference | None = None
 
     @classmethod
-    def validate_run(cls, run: Any) -> list[str]:
-        get = run.get if hasattr(run, "get") else lambda k, d=None: getattr(run, k, d)
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        get = run.get
         problems = []
         if get("loss_type", "sigmoid") not in DPO_LOSSES:
             problems.append(f"run.loss_type: {get('loss_type')!r} is not one of {', '.join(DPO_LOSSES)}")

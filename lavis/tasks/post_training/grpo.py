@@ -100,8 +100,8 @@ class GrpoTask(PostTrainingTask):
         self.reward_weights = [1.0] * len(self.reward_fns) if weights is None else [float(w) for w in weights]
 
     @classmethod
-    def validate_run(cls, run: Any) -> list[str]:
-        get = run.get if hasattr(run, "get") else lambda k, d=None: getattr(run, k, d)
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        get = run.get
         problems = []
         names = list(get("rewards", ["answer_accuracy"]) or [])
         if not names:
@@ -160,7 +160,6 @@ class GrpoTask(PostTrainingTask):
         if self.reference is None and float(self.run_cfg.beta) != 0.0:
             self.reference = FrozenReference(seam)
         n = len(samples["prompt"])
-        images = samples.get("images") or [[] for _ in range(n)]
         rep = {k: [v[i] for i in range(n) for _ in range(g)] for k, v in samples.items() if isinstance(v, list)}
         prompt, completion, cmask = seam.generate_ids(
             {"conversations": rep["prompt"], "images": rep.get("images", [[] for _ in range(n * g)])},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
@@ -26,8 +26,8 @@ class SftTask(PostTrainingTask):
     run_schema = SftRunConfig
 
     @classmethod
-    def validate_run(cls, run: Any) -> list[str]:
-        n = run.get("max_new_tokens", 8) if hasattr(run, "get") else getattr(run, "max_new_tokens", 8)
+    def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
+        n = run.get("max_new_tokens", 8)
         return [f"run.max_new_tokens: must be at least 1, got {n}"] if isinstance(n, int) and n < 1 else []
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
