@@ -2,13 +2,15 @@
 
 A new arch is tested here the moment it is registered. Inputs are made from the tiny type's own
 config (image size from its eval image processor); an arch whose ``samples`` need other keys adds
-them in :func:`make_samples`.
+a function to :data:`ARCH_SAMPLES`, and each task method it declares is run by its check in
+:data:`TASK_METHOD_CHECKS`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -38,13 +40,23 @@ def image_size(arch: str) -> int:
     return int(cfg.preprocess.vis_processor.eval.image_size)
 
 
+QUESTIONS = ["what colour is the circle?", "how many shapes are there?", "what is left of the star?"]
+ANSWERS = ["red", "blue", "two", "square", "circle"]
+
+#: extra or replaced keys of an arch's training ``samples``: ``(batch, image_size, generator) -> dict``
+ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {}
+
+
 def make_samples(arch: str, batch: int) -> dict:
     g = torch.Generator().manual_seed(0)
     size = image_size(arch)
-    return {
+    samples = {
         "image": torch.randn(batch, 3, size, size, generator=g),
         "text_input": [CAPTIONS[i % len(CAPTIONS)] for i in range(batch)],
     }
+    if arch in ARCH_SAMPLES:
+        samples.update(ARCH_SAMPLES[arch](batch, size, g))
+    return samples
 
 
 def test_registry_has_models():
@@ -67,8 +79,8 @@ def test_tiny_forward_backward(arch):
     out = model(make_samples(arch, 3))
     loss = out.loss
     assert loss.ndim == 0 and torch.isfinite(loss)
-    vocab = len(model.tokenizer) if hasattr(model, "tokenizer") else None
-    if vocab:  # random init predicts ~uniformly over the vocabulary
+    vocab = len(model.tokenizer) if "generate" in model.TASK_METHODS and hasattr(model, "tokenizer") else None
+    if vocab:  # a random-init text generator predicts ~uniformly over the vocabulary
         assert abs(loss.item() - math.log(vocab)) < 0.5, (loss.item(), math.log(vocab))
     loss.backward()
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -107,7 +119,84 @@ def check_generate(arch: str, model) -> None:
             assert len(c.split()) <= 12 - prompt_len, c
 
 
-TASK_METHOD_CHECKS = {"generate": check_generate}
+def _finite_float(t: torch.Tensor, shape: tuple[int, ...]) -> None:
+    assert isinstance(t, torch.Tensor) and tuple(t.shape) == shape, (getattr(t, "shape", t), shape)
+    assert t.is_floating_point() and torch.isfinite(t).all()
+
+
+def check_predict_answers(arch: str, model) -> None:
+    samples = make_samples(arch, 3)
+    samples["text_input"] = QUESTIONS
+    generated = model.predict_answers(samples, inference_method="generate", max_len=5, min_len=1)
+    assert isinstance(generated, list) and len(generated) == 3 and all(isinstance(a, str) for a in generated)
+    ranked = model.predict_answers(samples, answer_list=ANSWERS, inference_method="rank", num_ans_candidates=3)
+    assert len(ranked) == 3 and all(a in ANSWERS for a in ranked), ranked
+    # the candidate list decides: with one candidate, it is every answer
+    assert model.predict_answers(samples, answer_list=["green"], inference_method="rank",
+                                 num_ans_candidates=1) == ["green"] * 3
+
+
+def check_extract_features(arch: str, model) -> None:
+    samples = make_samples(arch, 2)
+    import dataclasses
+
+    for mode in ("image", "text", "multimodal"):
+        try:
+            feats = model.extract_features(samples, mode=mode)
+        except NotImplementedError:  # e.g. CLIP has no multimodal features; it must say so
+            assert mode == "multimodal", f"{arch} must give {mode} features"
+            continue
+        tensors = {f.name: getattr(feats, f.name) for f in dataclasses.fields(feats)}
+        given = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+        assert given, f"{arch}.extract_features(mode={mode!r}) returned no tensors"
+        for k, v in given.items():
+            assert v.shape[0] == 2 and torch.isfinite(v).all(), (mode, k, v.shape)
+
+
+def check_predict_class(arch: str, model) -> None:
+    samples = make_samples(arch, 3)
+    names = ["circle", "square", "triangle", "star"]
+    scores = model.predict_class(samples, class_names=names)
+    assert isinstance(scores, torch.Tensor) and scores.ndim == 2 and scores.shape[0] == 3
+    assert torch.isfinite(scores).all()
+    fewer = model.predict_class(samples, class_names=names[:2])
+    if fewer.shape[1] != scores.shape[1]:  # zero-shot: one score per class name given
+        assert (scores.shape[1], fewer.shape[1]) == (4, 2)
+        torch.testing.assert_close(fewer, scores[:, :2], atol=1e-5, rtol=1e-4)
+
+
+def check_encode_for_retrieval(arch: str, model) -> None:
+    samples = make_samples(arch, 3)
+    img = model.encode_for_retrieval(samples, "image")
+    txt = model.encode_for_retrieval(samples, "text")
+    for side in (img, txt):
+        assert side.embeds.ndim == 2 and side.embeds.shape[0] == 3 and torch.isfinite(side.embeds).all()
+        torch.testing.assert_close(side.embeds.norm(dim=-1), torch.ones(3), atol=1e-4, rtol=0)
+        for k, v in side.states.items():
+            assert v.shape[0] == 3, (k, v.shape)
+    assert img.embeds.shape[1] == txt.embeds.shape[1]
+
+
+def check_rerank(arch: str, model) -> None:
+    samples = make_samples(arch, 3)
+    img = model.encode_for_retrieval(samples, "image")
+    txt = model.encode_for_retrieval(samples, "text")
+    scores = model.rerank(img.states, txt.states)
+    _finite_float(scores, (3,))
+    # rows are pairs: scoring image 0 against every text equals the matching rows of the full call
+    rows = torch.tensor([0, 0, 0])
+    one = model.rerank({k: v[rows] for k, v in img.states.items()}, txt.states)
+    torch.testing.assert_close(one[0], scores[0], atol=1e-5, rtol=1e-4)
+
+
+TASK_METHOD_CHECKS = {
+    "generate": check_generate,
+    "predict_answers": check_predict_answers,
+    "extract_features": check_extract_features,
+    "predict_class": check_predict_class,
+    "encode_for_retrieval": check_encode_for_retrieval,
+    "rerank": check_rerank,
+}
 
 
 @pytest.mark.parametrize(

@@ -46,8 +46,45 @@ class ConvertedStateDict(dict):
         self.original_name = original_name
 
 
-#: methods through which tasks use a model besides ``forward``
-TASK_METHOD_NAMES = ("generate", "predict_answers", "extract_features", "predict_class")
+#: Methods through which tasks use a model besides ``forward``. An arch declares the ones it has
+#: in ``TASK_METHODS``; their contracts (``samples`` is a collated batch of the data set's items):
+#:
+#: - ``generate(samples, **generation_kwargs) -> list[str]``: one text per item (captions, replies).
+#: - ``predict_answers(samples, answer_list=None, inference_method="generate", num_ans_candidates=128,
+#:   **generation_kwargs) -> list[str]``: one answer per question (``samples["text_input"]``);
+#:   ``inference_method="rank"`` picks each answer from ``answer_list`` (required then).
+#: - ``extract_features(samples, mode="multimodal") -> dataclass`` of ``[B, ...]`` tensors; ``mode``
+#:   is ``"image"``, ``"text"`` or ``"multimodal"``.
+#: - ``predict_class(samples, class_names=None) -> Tensor [B, C]``: a score per class (logits or
+#:   similarities; higher is more likely). Zero-shot models need ``class_names``; models with a
+#:   trained head (NLVR2, SNLI-VE) ignore it.
+#: - ``encode_for_retrieval(samples, modality) -> RetrievalFeatures``: ``modality`` ``"image"`` reads
+#:   ``samples["image"]``, ``"text"`` reads ``samples["text_input"]`` (a list of str).
+#: - ``rerank(image_states, text_states) -> Tensor [N]``: a matching score for each of ``N`` pairs
+#:   (row ``i`` of the image states with row ``i`` of the text states, both sliced out of
+#:   :attr:`RetrievalFeatures.states`); models with an ITM head have it, ITC-only models do not.
+TASK_METHOD_NAMES = (
+    "generate",
+    "predict_answers",
+    "extract_features",
+    "predict_class",
+    "encode_for_retrieval",
+    "rerank",
+)
+
+
+@dataclass
+class RetrievalFeatures:
+    """One side (images or texts) of image-text retrieval, for a batch of ``B`` items.
+
+    ``embeds``: ``[B, D]``, L2-normalised; the similarity of image ``i`` and text ``t`` is
+    ``image.embeds[i] @ text.embeds[t]`` (ITC). ``states``: tensors whose first dimension is ``B``
+    (image token states; text ids and attention mask) that :meth:`rerank` takes, sliced and
+    concatenated row-wise by the retrieval task; empty for models without re-ranking.
+    """
+
+    embeds: torch.Tensor
+    states: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
