@@ -14,10 +14,6 @@ import torch
 
 from lavis.quantization.grid import Grid
 
-#: scheme name -> (weight bits, activations quantized to int8 too)
-SCHEMES: dict[str, tuple[int, bool]] = {"w4a16": (4, False), "w8a16": (8, False), "w8a8": (8, True)}
-
-
 @dataclass
 class LayerStats:
     """Statistics of the inputs a linear layer saw during calibration (``in`` = its input features).
@@ -55,12 +51,14 @@ class QuantMethod:
     """Base of the registered methods.
 
     Class attributes: ``Options`` (a dataclass of the settings in ``quantization.options``),
-    ``schemes`` (the ``quantization.scheme`` values the method supports), ``needs`` (the
-    statistics it reads besides ``abs_max``/``abs_mean``: ``"hessian"``, ``"inputs"``).
+    ``schemes`` (the ``quantization.scheme`` values the method supports), ``calibrated`` (whether
+    it reads calibration statistics at all), ``needs`` (the statistics it reads besides
+    ``abs_max``/``abs_mean``: ``"hessian"``, ``"inputs"``).
     """
 
     Options: ClassVar[type] = NoOptions
     schemes: ClassVar[tuple[str, ...]] = ()
+    calibrated: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: Any = None):

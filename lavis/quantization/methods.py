@@ -26,6 +26,7 @@ class RoundToNearest(QuantMethod):
     """Each weight rounded to the nearest point of its group's min/max grid; needs no calibration."""
 
     schemes = ("w4a16", "w8a16", "w8a8")
+    calibrated = False
 
     def quantize_weight(self, weight: torch.Tensor, stats: LayerStats, grid: Grid) -> QuantizedWeight:
         return _rtn(weight, grid)
