@@ -24,6 +24,10 @@ setup(
     include_package_data=True,
     package_data={"lavis": ["configs/**/*.yaml", "assets/**/*"]},
     install_requires=read_requirements("requirements.txt"),
-    extras_require={"dev": read_requirements("requirements-dev.txt")},
-    entry_points={"console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate"]},
+    extras_require={
+        "dev": read_requirements("requirements-dev.txt"),
+        "quant": ["torchao>=0.18"],  # quantize.py: torchao's quantized tensors (docs/quantization.md)
+    },
+    entry_points={"console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate",
+                                      "lavis-quantize=lavis.quantization.cli:console_quantize"]},
 )

@@ -229,3 +229,38 @@ def test_dpo_rewards_and_margins_reach_metrics_jsonl(tmp_path):
     steps = [e["values"] for e in read_metrics(tmp_path / "out") if e["split"] == "train"]
     assert steps and all({"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(v) for v in steps)
     assert all(0.0 <= v["rewards/accuracies"] <= 1.0 and math.isfinite(v["rewards/margins"]) for v in steps)
+
+
+# -- quantization methods -----------------------------------------------------------------------
+class _TinySeam(torch.nn.Module):
+    """The parts of the model seam quantization reads: a language model and an LM head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.language_model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.GELU(), torch.nn.Linear(96, 64))
+        self.lm_head = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.language_model(x))
+
+
+@pytest.mark.parametrize("name", registry.list_quantizers())
+def test_every_quantizer_quantizes_the_language_model_in_each_of_its_schemes(name):
+    from lavis.common.quant_schema import QuantizationConfig
+    from lavis.quantization.quantize import quantize_model
+
+    for scheme in registry.get_quantizer_class(name).schemes:
+        torch.manual_seed(0)
+        model = _TinySeam().eval()
+        x = torch.randn(256, 64)
+        x[:, :2] *= 10.0  # two outlier channels
+        with torch.no_grad():
+            ref = model(x)
+        group = 32 if scheme == "w4a16" else 0
+        record = quantize_model(model, QuantizationConfig(method=name, scheme=scheme, group_size=group),
+                                batches=[x[:128], x[128:]], step=model)
+        assert sorted(record["layers"]) == ["language_model.0", "language_model.2"]
+        assert type(model.lm_head.weight) is torch.nn.Parameter  # skipped by default
+        with torch.no_grad():
+            error = ((model(x) - ref).norm() / ref.norm()).item()
+        assert 0 < error < (0.1 if scheme == "w4a16" else 0.02), (scheme, error)

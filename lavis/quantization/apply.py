@@ -25,6 +25,8 @@ class PreScaledLinear(nn.Linear):
     """A linear layer that multiplies its input by ``input_scale`` [in] (a buffer) first: the
     inverse of the per-channel scales AWQ and SmoothQuant fold into the weight."""
 
+    input_scale: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias=bias, device="meta")
         self.register_buffer("input_scale", torch.ones(in_features))

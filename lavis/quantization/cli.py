@@ -93,8 +93,11 @@ def quantize_run(cfg: "Config") -> dict[str, Any]:
                 "scores": evaluate_splits(task, model, datasets, cfg, tag) if q.evaluate else {}}
 
     report: dict[str, Any] = {"quantization": cfg.to_dict()["quantization"], "float": measure("float")}
+    from lavis.runners.data import dataset_len
+
     full = calib_splits[q.calibration.split]
-    calib = _loader(Subset(full, range(min(q.calibration.num_samples, len(full)))), q.calibration.batch_size, full)
+    size = dataset_len(full, f"{q.calibration.dataset}/{q.calibration.split}")
+    calib = _loader(Subset(full, range(min(q.calibration.num_samples, size))), q.calibration.batch_size, full)
     start = time.perf_counter()
     record = quantize_model(model, q, calib, lambda b: task.train_step(model, b))
     report["quantized"] = {"seconds": time.perf_counter() - start, "layers": len(record["layers"]), **measure("quantized")}
@@ -151,3 +154,10 @@ def quantize_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     args = build_parser("Quantize a lavis model from a config with a quantization section.").parse_args(argv)
     return quantize_run(Config.from_file(args.cfg_path, args.options))
+
+
+def console_quantize() -> None:
+    """The ``lavis-quantize`` console script."""
+    from lavis.cli import console
+
+    console(quantize_main)

@@ -37,6 +37,11 @@ def quantize_model(model: nn.Module, q: QuantizationConfig, batches: Iterable[An
     ``batches`` and ``step`` (one forward pass of the float model per batch) calibrate methods that
     read input statistics; RTN needs neither.
     """
+    try:
+        import torchao  # noqa: F401  (stores and runs the quantized weights)
+    except ImportError as e:
+        raise ImportError("quantization stores its weights as torchao tensors; install torchao (the `quant` extra "
+                          "of lavis, see docs/quantization.md)") from e
     method_cls = registry.get_quantizer_class(q.method)
     method = method_cls(method_cls.Options(**q.options))
     grid = grid_of(q)
