@@ -21,6 +21,7 @@ from lavis.common.quant_schema import SCHEME_BITS
 from lavis.quantization.base import QuantizedWeight
 from lavis.quantization.grid import Grid
 
+
 class PreScaledLinear(nn.Linear):
     """A linear layer that multiplies its input by ``input_scale`` [in] (a buffer) first: the
     inverse of the per-channel scales AWQ and SmoothQuant fold into the weight."""

@@ -14,6 +14,7 @@ import torch
 
 from lavis.quantization.grid import Grid
 
+
 @dataclass
 class LayerStats:
     """Statistics of the inputs a linear layer saw during calibration (``in`` = its input features).

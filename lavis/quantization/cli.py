@@ -67,10 +67,12 @@ def generation_speed(model: Any, dataset: Any, num_samples: int, new_tokens: int
 
 def quantize_run(cfg: "Config") -> dict[str, Any]:
     """Quantize the config's model as its ``quantization`` section says; returns the report."""
+    from lavis.common.io import atomic_write_text
     from lavis.common.utils import seed_everything
     from lavis.quantization.apply import weight_bytes
     from lavis.quantization.quantize import quantize_model
     from lavis.quantization.storage import save_quantized
+    from lavis.runners.data import dataset_len
     from lavis.tasks import setup_task
 
     q = cfg.quantization
@@ -93,8 +95,6 @@ def quantize_run(cfg: "Config") -> dict[str, Any]:
                 "scores": evaluate_splits(task, model, datasets, cfg, tag) if q.evaluate else {}}
 
     report: dict[str, Any] = {"quantization": cfg.to_dict()["quantization"], "float": measure("float")}
-    from lavis.runners.data import dataset_len
-
     full = calib_splits[q.calibration.split]
     size = dataset_len(full, f"{q.calibration.dataset}/{q.calibration.split}")
     calib = _loader(Subset(full, range(min(q.calibration.num_samples, size))), q.calibration.batch_size, full)
@@ -105,8 +105,6 @@ def quantize_run(cfg: "Config") -> dict[str, Any]:
     weights = save_quantized(model, record, out / "model.safetensors")
     report["weights"] = str(weights)
     report["config"] = str(write_load_config(cfg, weights, out / "config.yaml"))
-    from lavis.common.io import atomic_write_text
-
     atomic_write_text(json.dumps(report, indent=1, default=str), out / "quantization_report.json")
     print(format_report(report))
     return report
@@ -115,8 +113,9 @@ def quantize_run(cfg: "Config") -> dict[str, Any]:
 def write_load_config(cfg: "Config", weights: Path, path: Path) -> Path:
     """The experiment config without its ``quantization`` section and with ``model.finetuned`` at
     the quantized weights: ``evaluate.py --cfg-path`` it to score the saved model."""
-    from lavis.common.io import atomic_write_text
     from omegaconf import OmegaConf
+
+    from lavis.common.io import atomic_write_text
 
     plain = cfg.to_dict()
     plain.pop("quantization", None)

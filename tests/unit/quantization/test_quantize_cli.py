@@ -72,6 +72,14 @@ def test_quantize_py_without_a_quantization_section_says_what_to_add(tmp_path, m
     assert "quantization: missing; quantize.py needs a quantization section" in capsys.readouterr().err
 
 
+def test_a_calibration_split_the_data_set_lacks_names_the_splits_it_has(tmp_path):
+    import quantize
+
+    cfg = experiment(tmp_path, calibration={"dataset": "shapes_vqa_chat", "split": "dev"})
+    with pytest.raises(ConfigError, match="calibration.split: shapes_vqa_chat has no split 'dev'; it has train, val, test"):
+        quantize.main(["--cfg-path", write(tmp_path, cfg)])
+
+
 def test_every_bad_quantization_key_is_reported_in_one_error(tmp_path):
     cfg = experiment(tmp_path, method="gtpq", scheme="w3a16", group_size=-1, targets=["vision"],
                      options={"damp": "high"}, calibration={"dataset": "coco", "num_samples": 0})
