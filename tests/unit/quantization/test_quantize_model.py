@@ -112,3 +112,21 @@ def test_a_file_that_does_not_fit_the_model_is_one_clear_error(float_model, tmp_
 def test_a_group_size_that_does_not_divide_a_layer_is_a_config_error(float_model):
     with pytest.raises(ConfigError, match="group_size: 48 does not divide the inputs of .*q_proj \\(64 inputs\\)"):
         quantized(float_model, method="rtn", scheme="w4a16", group_size=48)
+
+
+@pytest.mark.parametrize("arch,projector", [
+    ("llava", ["hf_model.model.multi_modal_projector.linear_1", "hf_model.model.multi_modal_projector.linear_2"]),
+    ("qwen2_5_vl", ["hf_model.model.visual.merger.mlp.0", "hf_model.model.visual.merger.mlp.2"]),
+])
+def test_each_part_of_the_seam_can_be_targeted_in_every_family(arch, projector):
+    torch.manual_seed(0)
+    model = load_model(arch, "tiny", is_eval=True)
+    ref = logits(model, conversations(2, seed=1))
+    only = quantize_model(copy.deepcopy(model), QuantizationConfig(method="rtn", scheme="w8a16", targets=["projector"]))
+    assert sorted(only["layers"]) == projector
+    record = quantize_model(model, QuantizationConfig(method="rtn", scheme="w8a16",
+                                                      targets=["language_model", "vision_tower", "projector"]))
+    assert set(projector) < set(record["layers"]) and any(".language_model." in n for n in record["layers"])
+    assert all(type(model.get_submodule(n).weight).__name__ == "IntxUnpackedToInt8Tensor" for n in record["layers"])
+    out = logits(model, conversations(2, seed=1))
+    assert 0 < ((out - ref).norm() / ref.norm()).item() < 0.03
