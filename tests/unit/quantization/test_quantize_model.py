@@ -116,6 +116,7 @@ def test_a_group_size_that_does_not_divide_a_layer_is_a_config_error(float_model
 
 @pytest.mark.parametrize("arch,projector", [
     ("llava", ["hf_model.model.multi_modal_projector.linear_1", "hf_model.model.multi_modal_projector.linear_2"]),
+    ("qwen2_vl", ["hf_model.model.visual.merger.mlp.0", "hf_model.model.visual.merger.mlp.2"]),
     ("qwen2_5_vl", ["hf_model.model.visual.merger.mlp.0", "hf_model.model.visual.merger.mlp.2"]),
 ])
 def test_each_part_of_the_seam_can_be_targeted_in_every_family(arch, projector):
