@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from lavis.common.errors import ConfigError
 from lavis.common.quant_schema import SCHEME_BITS, QuantizationConfig
 from lavis.common.registry import registry
 from lavis.quantization.apply import check_groups, install, quantized_tensor, target_layers
@@ -44,8 +45,15 @@ def quantize_model(model: nn.Module, q: QuantizationConfig, batches: Iterable[An
                           "of lavis, see docs/quantization.md)") from e
     method_cls = registry.get_quantizer_class(q.method)
     method = method_cls(method_cls.Options(**q.options))
+    if getattr(model, "has_lora", False):
+        raise ConfigError(["quantization: the model has LoRA adapters; merge them into its weights first "
+                           "(docs/post_training.md, 'Merging LoRA adapters') or build it without model.lora"])
     grid = grid_of(q)
     layers = target_layers(model, q.targets, q.skip_layers)
+    done = [name for name, layer in layers.items() if type(layer.weight.data) is not torch.Tensor]
+    if done:
+        raise ConfigError([f"quantization: {len(done)} target layer(s) are quantized already ({', '.join(done[:3])}, ...); "
+                           "quantize the float model"])
     check_groups(layers, grid)
     if method_cls.calibrated:
         if batches is None or step is None:

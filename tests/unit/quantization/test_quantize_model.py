@@ -131,3 +131,15 @@ def test_each_part_of_the_seam_can_be_targeted_in_every_family(arch, projector):
     assert all(type(model.get_submodule(n).weight).__name__ == "IntxUnpackedToInt8Tensor" for n in record["layers"])
     out = logits(model, conversations(2, seed=1))
     assert 0 < ((out - ref).norm() / ref.norm()).item() < 0.03
+
+
+def test_a_quantized_or_lora_model_is_refused_with_what_to_do(float_model):
+    model, _ = quantized(float_model, method="rtn", scheme="w8a16")
+    with pytest.raises(ConfigError, match="target layer\\(s\\) are quantized already .*; quantize the float model"):
+        quantize_model(model, QuantizationConfig(method="rtn", scheme="w8a16"))
+    from lavis.models.vlm.adapters import apply_lora
+
+    lora = copy.deepcopy(float_model)
+    apply_lora(lora, {"r": 4})
+    with pytest.raises(ConfigError, match="has LoRA adapters; merge them into its weights first"):
+        quantize_model(lora, QuantizationConfig(method="rtn", scheme="w8a16"))
