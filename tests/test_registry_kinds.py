@@ -79,6 +79,14 @@ def shapes_caption_fixture(tmp_path: Path) -> dict:
                            "generator": {"image_size": 32, "num_train": 4, "num_val": 2, "num_test": 2}}}
 
 
+def web_shards_fixture(tmp_path: Path) -> dict:
+    from tests.unit.datasets.web_shards import write_shards
+
+    write_shards(tmp_path / "shards")
+    return {"build_info": {"shards": {"storage": str(tmp_path / "shards")}},
+            "vis_processor": {"train": {"image_size": 32}}}
+
+
 #: a builder name -> its config overrides on small fixture files (written under tmp_path)
 BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "shapes_caption": shapes_caption_fixture,
@@ -87,11 +95,13 @@ BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "shapes_vqa_chat": shapes_caption_fixture,
     "shapes_vqa_preference": shapes_caption_fixture,
     "shapes_vqa_grpo": shapes_caption_fixture,
+    **{name: web_shards_fixture for name in ("cc3m", "cc12m", "laion400m")},
 }
 
 
 @pytest.mark.parametrize("name", registry.list_datasets())
-def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path):
+def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVIS_CACHE_HOME", str(tmp_path / "cache"))  # indexes and markers stay in the test
     assert name in BUILDER_FIXTURES, f"builder {name} has no fixture; add one to BUILDER_FIXTURES in this file"
     cls = registry.get_builder_class(name)
     types = sorted(cls.DATASET_CONFIG_DICT)
@@ -100,8 +110,9 @@ def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path):
         shipped = cls.default_config(dtype).datasets[name]
         cfg = OmegaConf.merge(shipped, BUILDER_FIXTURES[name](tmp_path / dtype))
         assert cls.validate_config(OmegaConf.to_container(cfg, resolve=True), f"datasets.{name}") == []
-        splits = cls(cfg).build_datasets()
-        assert splits and set(splits) == set(cfg.build_info.annotations)
+        builder = cls(cfg)
+        splits = builder.build_datasets()
+        assert splits and set(splits) == set(builder.splits())
         for split, dataset in splits.items():
             assert len(dataset) > 0, (name, dtype, split)
             batch = dataset.collater([dataset[i] for i in range(min(2, len(dataset)))])
