@@ -106,7 +106,7 @@ def test_missing_shards_name_the_download_command(name, cache_home, capsys):
     if name != "cc12m":  # (cc12m's URL list is a plain download: that command is run against a mirror elsewhere)
         assert run_command(command + " --no-progress") == 3  # a manual step: it says what to do
         err_text = capsys.readouterr().err
-        assert "img2dataset" in err_text or "manual" in err_text, err_text
+        assert "img2dataset --url_list" in err_text and f"--output_folder {cache_home / name / 'shards'}" in err_text
 
 
 def test_unverified_shards_ask_for_the_download_commands_verification_which_then_lets_them_build(cache_home):
