@@ -20,7 +20,6 @@ items are images, ``text`` holds every caption, ``img2txt`` / ``txt2img`` the gr
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -35,6 +34,7 @@ from lavis.common.run_schema import RunConfig
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.metrics.errors import MetricError
 from lavis.tasks.metrics.retrieval import first_hit_ranks, recall_metrics, sort_candidates, topk_chunked
+from lavis.tasks.task_utils import batch_ids, find_dataset, task_model, write_results
 
 _TOP_SAVED = 10  # retrieved ids written per row to the result file
 
@@ -52,28 +52,13 @@ class RetrievalRun(RetrievalRunConfig, RunConfig):
     """The whole run section of a retrieval config, for type annotations."""
 
 
-def task_model(model: Any, method: str, task: str) -> Any:
-    """``model`` itself, or the module inside a DDP wrapper, that has ``method``; else a clear error."""
-    for candidate in (model, getattr(model, "module", None)):
-        if candidate is not None and callable(getattr(candidate, method, None)):
-            return candidate
-    raise TypeError(f"{type(model).__name__} has no {method}(); the {task} task needs a model that declares it "
-                    f"in TASK_METHODS (see lavis/models/base_model.py)")
-
-
 def retrieval_dataset(data: Any) -> Any:
     """The retrieval data set inside ``data`` (a loader, or wrappers with ``.dataset``)."""
-    seen = data
-    while seen is not None:
-        if all(hasattr(seen, a) for a in ("text", "img2txt", "txt2img")):
-            return seen
-        seen = getattr(seen, "dataset", None)
-    raise TypeError(f"retrieval evaluates a RetrievalEvalDataset (with text, img2txt and txt2img); got {type(data).__name__} "
-                    "without them: use the builder's val/test split, not the training split")
-
-
-def _ids(value: Any) -> list[int]:
-    return value.tolist() if isinstance(value, torch.Tensor) else [int(v) for v in value]
+    found = find_dataset(data, ("text", "img2txt", "txt2img"))
+    if found is None:
+        raise TypeError(f"retrieval evaluates a RetrievalEvalDataset (with text, img2txt and txt2img); got "
+                        f"{type(data).__name__} without them: use the builder's val/test split, not the training split")
+    return found
 
 
 def _cat_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -136,7 +121,7 @@ class RetrievalTask(BaseTask):
         img_states: list[dict[str, torch.Tensor]] = []
         for samples in tqdm(data_loader, desc="retrieval: images", disable=not show, leave=False):
             feats = net.encode_for_retrieval({"image": samples["image"].to(device)}, "image")
-            own += _ids(samples["index"])
+            own += batch_ids(samples["index"])
             img_embeds.append(feats.embeds.float())
             img_states.append({k: v.cpu() for k, v in feats.states.items()})
         txt_embeds_parts: list[torch.Tensor] = []
@@ -189,8 +174,6 @@ class RetrievalTask(BaseTask):
         """Recall@1/5/10 both ways, their means and ``r_mean`` (= ``agg_metrics``), in percent; the
         rows go to ``<output_dir>/result/{split}_epoch{epoch}.json`` and the metrics next to them
         (``..._metrics.json``), written by the main rank."""
-        from lavis.common.io import atomic_write_text
-
         data = retrieval_dataset(dataset)
         txt = {int(r["id"][4:]): r["rank"] for r in val_result if r["id"].startswith("i2t/")}
         img = {int(r["id"][4:]): r["rank"] for r in val_result if r["id"].startswith("t2i/")}
@@ -199,10 +182,7 @@ class RetrievalTask(BaseTask):
                               f"{len(img)} of {len(data.txt2img)} texts; score the whole split with evaluation()")
         metrics: dict[str, float | None] = dict(recall_metrics([txt[i] for i in sorted(txt)], [img[t] for t in sorted(img)]))
         metrics["agg_metrics"] = metrics["r_mean"]
-        if dist.is_main_process():
-            stem = f"{split_name}_epoch{epoch}"
-            atomic_write_text(json.dumps(val_result), self.result_dir / f"{stem}.json")
-            atomic_write_text(json.dumps(metrics, indent=2), self.result_dir / f"{stem}_metrics.json")
+        write_results(self.result_dir, split_name, epoch, {"": val_result, "_metrics": metrics})
         return metrics
 
 
