@@ -164,8 +164,9 @@ class RetrievalTask(BaseTask):
     def _rows(self, scores: "RetrievalCandidates", dataset: Any) -> list[dict]:
         top_i2t = sort_candidates(scores.i2t_idx.cpu(), scores.i2t_scores.cpu())
         top_t2i = sort_candidates(scores.t2i_idx.cpu(), scores.t2i_scores.cpu())
-        i2t = first_hit_ranks(top_i2t, [list(t) for t in dataset.img2txt])
-        t2i = first_hit_ranks(top_t2i, [[int(i)] for i in dataset.txt2img])
+        # img2txt / txt2img: lists or {index: ...} dicts (as LAVIS keeps them)
+        i2t = first_hit_ranks(top_i2t, [list(dataset.img2txt[i]) for i in range(len(dataset.img2txt))])
+        t2i = first_hit_ranks(top_t2i, [[int(dataset.txt2img[t])] for t in range(len(dataset.txt2img))])
         rows = [{"id": f"i2t/{i}", "rank": r, "top": top_i2t[i, :_TOP_SAVED].tolist()} for i, r in enumerate(i2t)]
         rows += [{"id": f"t2i/{t}", "rank": r, "top": top_t2i[t, :_TOP_SAVED].tolist()} for t, r in enumerate(t2i)]
         return rows

@@ -147,8 +147,9 @@ class ToyVQAModel(BaseModel):
 
 
 class ToyClassifier(BaseModel):
-    """Zero-shot when given class names (image vs. name embeddings), else a 3-way head on
-    (image, text) as for SNLI-VE; NLVR2 batches (``image0``/``image1``) average the two images."""
+    """Zero-shot when given class names for images alone (image vs. name embeddings), else a head
+    on the image (plus the text for SNLI-VE; NLVR2 batches, ``image0``/``image1``, average the two
+    images)."""
 
     TASK_METHODS = ("predict_class",)
 
@@ -168,8 +169,9 @@ class ToyClassifier(BaseModel):
         if class_names is not None and "text_input" not in samples:
             ids, _ = word_ids(class_names, self.vocab_size)
             return F.normalize(img, dim=-1) @ F.normalize(self.words(ids), dim=-1).T
-        ids, _ = word_ids(samples["text_input"], self.vocab_size)
-        return self.head(img + self.words(ids))
+        if "text_input" in samples:  # a statement about the image(s): SNLI-VE, NLVR2
+            img = img + self.words(word_ids(samples["text_input"], self.vocab_size)[0])
+        return self.head(img)
 
     def forward(self, samples: dict[str, Any]) -> ModelOutput:
         label = torch.as_tensor(samples["label"])
