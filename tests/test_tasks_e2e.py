@@ -66,9 +66,11 @@ def test_train_retrieval_validates_each_epoch(tmp_path, toy_models):
     assert "r_mean" in json.dumps(result)
 
 
+# about 50 s on 2 shared cores (three interpreters start); the rank-share logic itself is unit-tested
+# in tests/unit/tasks/test_retrieval.py in the default tier
 @pytest.mark.dist
-@pytest.mark.slow  # about 50 s on 2 shared cores (three interpreters); the share logic is unit-tested in
-def test_two_ranks_rank_retrieval_like_one(tmp_path):  # tests/unit/tasks/test_retrieval.py
+@pytest.mark.slow
+def test_two_ranks_rank_retrieval_like_one(tmp_path):
     cfg = contract_task_fixture("retrieval", "toy_retrieval", "shapes_retrieval", k_test=10)(tmp_path)
     cfg["datasets"]["shapes_retrieval"]["build_info"]["generator"].update(num_val=7, num_test=2)  # odd: uneven shares
     path = write(cfg, tmp_path / "eval.yaml", test_splits=["val"], rerank_batch_size=8)
