@@ -1,15 +1,18 @@
 """Image classification (top-1/top-5, zero-shot with prompt templates) and multimodal
 classification (NLVR2, SNLI-VE accuracy), both through ``model.predict_class``.
 
-Zero-shot models get class names as prompts: each class name is put into every prompt template
-(``run.prompt_templates``, or a named set of ``run.template_set``) and all prompts go to
-``predict_class(samples, class_names=prompts)`` in one call; the scores of a class are averaged
-over its templates. A model with a trained head ignores the names and returns one score per class.
+Zero-shot models get the class names and the prompt templates (``run.prompt_templates``, or a
+named set, ``run.template_set``). A model whose ``predict_class`` takes ``templates`` (CLIP) gets
+both, ``predict_class(samples, class_names=names, templates=...)``, and builds its own prompt
+ensemble; any other gets every template filled with every class name,
+``predict_class(samples, class_names=prompts)``, and the task averages each class's scores over
+its templates. A model with a trained head ignores the names and returns one score per class.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Mapping, Optional
@@ -38,7 +41,7 @@ TEMPLATE_SETS: dict[str, Callable[[], list[Callable[[str], str]]]] = {
 }
 #: named class-name lists: CLIP's curated ImageNet names, in ImageNet's class (wnid) order
 CLASS_NAME_SETS: dict[str, Callable[[], list[str]]] = {
-    "openai_imagenet": lambda: list(_open_clip_metadata("IMAGENET_CLASSNAMES")),
+    "imagenet": lambda: list(_open_clip_metadata("IMAGENET_CLASSNAMES")),
 }
 
 
@@ -48,7 +51,7 @@ class ClassificationRunConfig:
 
     prompt_templates: List[str] = field(default_factory=lambda: ["a photo of a {}."])  # each with one "{}"
     template_set: Optional[str] = None  # instead of prompt_templates: openai_imagenet (80) or simple_imagenet
-    class_names: Optional[str] = None  # default: the data set's; or openai_imagenet, or a JSON list file
+    class_names: Optional[str] = None  # default: the data set's; or imagenet (CLIP's names), or a JSON list file
 
 
 @dataclass
@@ -77,9 +80,10 @@ class ClassificationTask(BaseTask):
             TEMPLATE_SETS[run_cfg.template_set]() if run_cfg.template_set else
             [t.format for t in run_cfg.prompt_templates]
         )
+        #: what a model that takes ``templates`` gets: the set's name or the format strings
+        self.template_arg: str | list[str] = run_cfg.template_set or list(run_cfg.prompt_templates)
         self.class_names_key = run_cfg.class_names
-        self._prompts: list[str] | None = None
-        self._num_classes = 0
+        self._names: list[str] | None = None
 
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
@@ -132,17 +136,20 @@ class ClassificationTask(BaseTask):
     def evaluation(self, model: Any, data_loader: DataLoader | Iterable, progress: bool = True) -> list[dict]:
         """As :meth:`BaseTask.evaluation`, with the split's class names turned into prompts."""
         dataset = find_dataset(data_loader, ("classnames",))
-        names = self.class_names(dataset if dataset is not None else data_loader)
-        self._prompts, self._num_classes = self.prompts(names), len(names)
+        self._names = self.class_names(dataset if dataset is not None else data_loader)
         try:
             return super().evaluation(model, data_loader, progress)
         finally:
-            self._prompts = None
+            self._names = None
 
     def class_scores(self, net: Any, samples: dict[str, Any]) -> torch.Tensor:
         """``[B, C]``: the model's scores, averaged over templates when it scored every prompt."""
-        scores = net.predict_class(samples, class_names=self._prompts)
-        n, t = self._num_classes, len(self.templates)
+        assert self._names is not None
+        n, t = len(self._names), len(self.templates)
+        if "templates" in inspect.signature(net.predict_class).parameters:
+            scores = net.predict_class(samples, class_names=self._names, templates=self.template_arg)
+        else:
+            scores = net.predict_class(samples, class_names=self.prompts(self._names))
         if scores.shape[-1] == n * t:
             return scores.view(scores.shape[0], n, t).float().mean(-1)
         if scores.shape[-1] != n:
@@ -152,8 +159,8 @@ class ClassificationTask(BaseTask):
 
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         """``[{"instance_id", "label", "top5": best 5 class indices, "top1_correct", "top5_correct"}, ...]``."""
-        if self._prompts is None:
-            raise RuntimeError("classification valid_step runs inside evaluation(), which sets up the class prompts")
+        if self._names is None:
+            raise RuntimeError("classification valid_step runs inside evaluation(), which reads the split's class names")
         net = task_model(model, "predict_class", "classification")
         scores = self.class_scores(net, samples)
         top = scores.topk(min(5, scores.shape[-1]), dim=-1).indices.cpu()

@@ -64,7 +64,14 @@ def retrieval_dataset(data: Any) -> Any:
 def _cat_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     if not parts or not parts[0]:
         return {}
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    out = {}
+    for key in parts[0]:
+        shapes = {tuple(p[key].shape[1:]) for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(f"encode_for_retrieval gave states[{key!r}] of different shapes across batches ({sorted(shapes)}); "
+                             "re-rank states must share their shape past the batch dimension (pad texts to a fixed length)")
+        out[key] = torch.cat([p[key] for p in parts])
+    return out
 
 
 @registry.register_task("retrieval")

@@ -1,11 +1,13 @@
 """Helpers the classic tasks (retrieval, VQA, classification) share: finding the model's task
-method behind a DDP wrapper, the data set behind a loader, and JSON-friendly ids of a batch."""
+method behind a DDP wrapper, the data set behind a loader, JSON-friendly ids of a batch, the
+keyword arguments a model method takes, and writing result files."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -47,3 +49,12 @@ def write_results(folder: Path, split: str, epoch: int | str, files: dict[str, A
         return
     for suffix, obj in files.items():
         atomic_write_text(json.dumps(obj, indent=2 if suffix == "_metrics" else None), folder / f"{split}_epoch{epoch}{suffix}.json")
+
+
+def accepted_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``fn`` takes (all of them when it has ``**kwargs``): a task
+    can offer settings, such as beam width, that only some models have."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}

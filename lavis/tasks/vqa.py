@@ -3,7 +3,8 @@ accuracy (VQAv2, OK-VQA, A-OKVQA direct answers), exact match (GQA, one referenc
 A-OKVQA multiple choice.
 
 Answers come from ``model.predict_answers`` in one of two modes (``run.inference_method``):
-``generate`` (free text: ``num_beams``, ``max_len``, ``min_len``) or ``rank`` (the best of the
+``generate`` (free text: ``num_beams``, ``max_len``, ``min_len``, passed on where the model's
+``predict_answers`` takes them: ALBEF decodes greedily and has no ``num_beams``) or ``rank`` (the best of the
 answer list: ``run.answer_list`` if set, else the eval split's own, e.g. VQAv2's
 ``answer_list.json``; ``num_ans_candidates`` of them are scored in full). Every answer is scored
 with :func:`lavis.tasks.metrics.vqa.vqa_accuracy` against the question's reference answers (with a
@@ -26,7 +27,7 @@ from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.metrics.vqa import vqa_accuracy
-from lavis.tasks.task_utils import batch_ids, find_dataset, task_model, write_results
+from lavis.tasks.task_utils import accepted_kwargs, batch_ids, find_dataset, task_model, write_results
 
 INFERENCE_METHODS = ("generate", "rank")
 
@@ -132,8 +133,9 @@ class VQATask(BaseTask):
             predicted = net.predict_answers(samples, answer_list=answers, inference_method="rank",
                                             num_ans_candidates=min(cfg.num_ans_candidates, len(answers)))
         else:
-            predicted = net.predict_answers(samples, inference_method="generate", num_beams=cfg.num_beams,
-                                            max_length=cfg.max_len, min_length=cfg.min_len)
+            settings = {"num_beams": cfg.num_beams, "max_len": cfg.max_len, "min_len": cfg.min_len}
+            predicted = net.predict_answers(samples, inference_method="generate",
+                                            **accepted_kwargs(net.predict_answers, settings))
         ids = batch_ids(samples["question_id"])
         if len(predicted) != len(ids):
             raise ValueError(f"predict_answers returned {len(predicted)} answers for {len(ids)} questions")

@@ -121,3 +121,16 @@ def test_multimodal_classification_accuracy(tmp_path):
     rows, metrics = run(task, Fixed(), Images([1, 1, 2]), batch_size=3)
     assert [r["prediction"] for r in rows] == [1, 0, 2]
     assert metrics["accuracy"] == metrics["agg_metrics"] == pytest.approx(200 / 3)
+
+
+def test_a_model_that_takes_templates_gets_names_and_templates(tmp_path):
+    class Ensemble(torch.nn.Module):  # like CLIP: builds its own prompt ensemble
+        def predict_class(self, samples, class_names=None, templates=None):
+            self.got = (list(class_names), templates)
+            return torch.eye(6)[samples["image"][:, 0, 0, 0].long()]
+
+    model = Ensemble()
+    _, metrics = run(make(tmp_path, template_set="simple_imagenet"), model, Images([0, 1, 0]))
+    assert model.got == (CLASSES, "simple_imagenet") and metrics["top1"] == pytest.approx(200 / 3)
+    run(make(tmp_path, prompt_templates=["a {} here"]), model, Images([0]))
+    assert model.got[1] == ["a {} here"]

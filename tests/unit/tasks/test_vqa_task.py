@@ -69,7 +69,7 @@ def test_generate_mode_scores_vqa_accuracy(tmp_path):
     # red: 2 of 10 -> 0.6; "2" == "two" after normalisation -> 1; no: 7 of 10 -> 1
     assert [r["accuracy"] for r in rows] == pytest.approx([0.6, 1.0, 1.0])
     assert metrics["accuracy"] == metrics["agg_metrics"] == pytest.approx(100 * 2.6 / 3)
-    assert model.calls[0] == {"method": "generate", "answer_list": None, "k": 128, "num_beams": 2, "max_length": 7, "min_length": 1}
+    assert model.calls[0] == {"method": "generate", "answer_list": None, "k": 128, "num_beams": 2, "max_len": 7, "min_len": 1}
     assert json.loads((tmp_path / "result" / "val_epoch1.json").read_text()) == [
         {"question_id": 1, "answer": "Red"}, {"question_id": 2, "answer": "2"}, {"question_id": 3, "answer": "no"}]
     scored = json.loads((tmp_path / "result" / "val_epoch1_scored.json").read_text())
@@ -89,6 +89,18 @@ def test_rank_mode_uses_the_split_answer_list_or_the_run_key(tmp_path):
     model.calls.clear()
     rows, _ = run_eval(task, model, QuestionSet(VQAV2, answer_list=["blue"]))
     assert [r["answer"] for r in rows] == ["yes", "yes", "yes"] and model.calls[0]["k"] == 2  # capped at the list
+
+
+def test_generate_settings_reach_only_models_that_take_them(tmp_path):
+    class Greedy(torch.nn.Module):  # like ALBEF: no num_beams
+        def predict_answers(self, samples, answer_list=None, inference_method="generate", num_ans_candidates=128,
+                            max_len=10, min_len=1):
+            self.got = (max_len, min_len)
+            return ["yes"] * len(samples["text_input"])
+
+    model = Greedy()
+    _, metrics = run_eval(make_task(tmp_path, num_beams=5, max_len=4, min_len=2), model, QuestionSet(VQAV2))
+    assert model.got == (4, 2) and metrics["accuracy"] == pytest.approx(100 * 0.9 / 3)
 
 
 def test_rank_mode_without_an_answer_list_says_what_to_set(tmp_path):
