@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.contract_models import register_toy_models, unregister  # noqa: E402
-from tests.test_registry_kinds import contract_task_fixture  # noqa: E402
-from tests.toy.cli import finish, start  # noqa: E402
+from tests.helpers.contract_models import register_toy_models, unregister
+from tests.test_registry_kinds import contract_task_fixture
+from tests.toy.cli import finish, start
 
 EVAL_CASES = {
     "retrieval": (contract_task_fixture("retrieval", "toy_retrieval", "shapes_retrieval", k_test=10), "val", "shapes_retrieval"),

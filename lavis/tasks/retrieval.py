@@ -168,7 +168,7 @@ class RetrievalTask(BaseTask):
                               "evaluation must see every image once (use the runner's eval loader)")
         return out.to(like.device)
 
-    def _rows(self, scores: "RetrievalCandidates", dataset: Any) -> list[dict]:
+    def _rows(self, scores: RetrievalCandidates, dataset: Any) -> list[dict]:
         top_i2t = sort_candidates(scores.i2t_idx.cpu(), scores.i2t_scores.cpu())
         top_t2i = sort_candidates(scores.t2i_idx.cpu(), scores.t2i_scores.cpu())
         # img2txt / txt2img: lists or {index: ...} dicts (as LAVIS keeps them)

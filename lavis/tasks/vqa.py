@@ -118,9 +118,11 @@ class VQATask(BaseTask):
         """Rank mode's answer list: ``run.answer_list``, else the split's; a clear error without either."""
         answers = self.answer_list or self._split_answers
         if not answers:
-            raise ConfigError(["run.inference_method: 'rank' needs an answer list, and neither run.answer_list nor the "
-                               "eval split (build_info ... answer_list) gives one; set run.answer_list to a JSON list "
-                               "of answers or use inference_method: generate"])
+            raise ConfigError([(
+                "run.inference_method: 'rank' needs an answer list, and neither run.answer_list nor the eval split "
+                "(build_info.annotations.<split>.answer_list) gives one; set run.answer_list to a JSON list of answers "
+                "or use inference_method: generate"
+            )])
         return answers
 
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:

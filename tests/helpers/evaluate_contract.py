@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.helpers.contract_models import register_toy_models  # noqa: E402
+from tests.helpers.contract_models import register_toy_models
 
 
 def main(argv: list[str]) -> None:

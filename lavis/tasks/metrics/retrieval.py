@@ -51,7 +51,7 @@ def first_hit_ranks(ranked: torch.Tensor, targets: Sequence[Sequence[int]]) -> l
         raise MetricError(f"{len(targets)} target lists for {ranked.shape[0]} rows")
     out: list[int | None] = []
     for row, want in zip(ranked.tolist(), targets):
-        wanted = set(int(t) for t in want)
+        wanted = {int(t) for t in want}
         out.append(next((pos for pos, c in enumerate(row) if c in wanted), None))
     return out
 

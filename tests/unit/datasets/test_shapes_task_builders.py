@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from omegaconf import OmegaConf
 
 from lavis.common.registry import registry
-from lavis.datasets.synthetic.shapes import ShapesConfig
 from lavis.datasets.builders.shapes_builders import shapes_answer_list
+from lavis.datasets.synthetic.shapes import ShapesConfig
 from lavis.tasks.metrics.vqa import normalize_answer
 
 
