@@ -16,6 +16,7 @@ from PIL import Image
 
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from lavis.tasks.base_task import BaseTask
 from tests.unit.datasets.real_formats import LAYOUTS, builder_fixture
 
 
@@ -96,6 +97,8 @@ BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "shapes_vqa_preference": shapes_caption_fixture,
     "shapes_vqa_grpo": shapes_caption_fixture,
     **{name: web_shards_fixture for name in ("cc3m", "cc12m", "laion400m")},
+    "shapes_retrieval": shapes_caption_fixture,
+    "shapes_vqa": shapes_caption_fixture,
 }
 
 
@@ -193,8 +196,33 @@ def post_training_fixture(task: str, dataset: str, **run: Any) -> Callable[[Path
     return make
 
 
+def contract_task_fixture(task: str, arch: str, dataset: str, **run: Any) -> Callable[[Path], dict]:
+    """A task on one of the contract test models of tests/helpers/contract_models.py (registered for
+    the test by the toy_models fixture below) and a shapes or real-format fixture data set."""
+
+    def make(tmp_path: Path) -> dict:
+        data = shapes_caption_fixture(tmp_path) if dataset.startswith("shapes") else builder_fixture(dataset)(tmp_path / "default")
+        return {"model": {"arch": arch, "model_type": "tiny"}, "datasets": {dataset: data},
+                "run": {"task": task, "output_dir": str(tmp_path / "out"), **run}}
+
+    return make
+
+
+@pytest.fixture
+def toy_models():
+    from tests.helpers.contract_models import register_toy_models, unregister
+
+    added = register_toy_models()
+    yield
+    unregister(added)
+
+
 #: a task name -> an experiment config on a tiny model and fixture data
 TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
+    "retrieval": contract_task_fixture("retrieval", "toy_retrieval", "shapes_retrieval", k_test=10),
+    "vqa": contract_task_fixture("vqa", "toy_vqa", "shapes_vqa", inference_method="rank"),
+    "classification": contract_task_fixture("classification", "toy_classifier", "imagenet"),
+    "multimodal_classification": contract_task_fixture("multimodal_classification", "toy_classifier", "snli_ve"),
     "captioning": captioning_fixture,
     "sft": post_training_fixture("sft", "shapes_vqa_chat"),
     "dpo": post_training_fixture("dpo", "shapes_vqa_preference"),
@@ -203,7 +231,7 @@ TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
 
 
 @pytest.mark.parametrize("name", registry.list_tasks())
-def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_path):
+def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_path, toy_models):
     assert name in TASK_FIXTURES, f"task {name} has no fixture; add an experiment config to TASK_FIXTURES"
     torch.manual_seed(0)
     cfg = Config.from_dict(TASK_FIXTURES[name](tmp_path))
@@ -223,6 +251,15 @@ def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_pat
     model.eval()
     split = next(s for s in datasets[data_name] if s not in cfg.run.train_splits)
     evalset = datasets[data_name][split]
+    if type(task).evaluation is not BaseTask.evaluation:  # tasks that prepare a split (answer list, class
+        from torch.utils.data import DataLoader  # prompts) or score it whole (retrieval): the fixture split
+
+        loader = DataLoader(evalset, batch_size=2, collate_fn=evalset.collater)
+        results = task.evaluation(model, loader, progress=False)
+        metrics = task.after_evaluation(results, split, 0, evalset)
+        assert results and all(task.result_id_key in r for r in results)
+        assert 0 <= metrics["agg_metrics"] <= 100
+        return
     results = task.valid_step(model, evalset.collater([evalset[i] for i in range(2)]))
     assert len(results) == 2 and all(task.result_id_key in r for r in results)
 
