@@ -51,19 +51,18 @@ def extract_choice(reply: str, options: Sequence[str], letters: Sequence[str] | 
     Rules, first match wins (a letter must be one of the options' letters):
 
     1. the reply starts with a letter, alone or followed by ``)``, ``.``, ``:``, ``,`` or a
-       space: ``"B"``, ``"(B) cat"``, ``"B. cat"``;
+       space, and names no other letter: ``"B"``, ``"(B) cat"``, ``"B. cat"`` (not ``"B or C"``);
     2. it states one: ``"The answer is B"``, ``"Answer: (B)"``, ``"option B"``;
     3. exactly one of the letters stands alone in it as a capital: ``"I think B fits"``;
     4. exactly one option's text occurs in it (ignoring case): ``"a cat"`` for option ``cat``.
     """
     letters = list(letters or string.ascii_uppercase[: len(options)])
-    if m := _LEAD.match(reply):
-        if m.group(1) in letters:
-            return m.group(1)
+    alone = {c for c in re.findall(r"\b([A-Z])\b", reply) if c in letters}
+    if (m := _LEAD.match(reply)) and m.group(1) in letters and alone <= {m.group(1)}:
+        return m.group(1)
     stated = [m.group(1) for m in _STATED.finditer(reply) if m.group(1) in letters]
     if stated:
         return stated[0]
-    alone = {c for c in re.findall(r"\b([A-Z])\b", reply) if c in letters}
     if len(alone) == 1:
         return alone.pop()
     low = reply.lower()

@@ -87,8 +87,8 @@ def mmbench_files() -> dict[str, bytes]:
 
 
 def scienceqa_files() -> dict[str, bytes]:
-    """Four problems: two image questions in test (one with a hint), a text-only one in test (left
-    out by ScienceQA-IMG) and an image question in train."""
+    """Five problems: two image questions in test (one with a hint), a text-only one in test (left
+    out by ScienceQA-IMG) and two image questions in train."""
     def problem(question: str, choices: list[str], answer: int, hint: str, image: str | None, split: str,
                 subject: str) -> dict[str, Any]:
         return {"question": question, "choices": choices, "answer": answer, "hint": hint, "image": image,
@@ -103,11 +103,13 @@ def scienceqa_files() -> dict[str, bytes]:
         "9": problem("Which word is a noun?", ["run", "dog"], 1, "", None, "test", "language science"),
         "12": problem("What is the shape of the sign?", ["circle", "square"], 1, "", "image.png", "train",
                       "natural science"),
+        "13": problem("Which animal is shown?", ["horse", "cow", "goat", "pig"], 3, "", "image.png", "train",
+                      "natural science"),
     }
-    splits = {"train": ["12"], "val": [], "test": ["5", "8", "9"], "minival": []}
+    splits = {"train": ["12", "13"], "val": [], "test": ["5", "8", "9"], "minival": []}
     files = {"scienceqa/problems.json": json.dumps(problems).encode(),
              "scienceqa/pid_splits.json": json.dumps(splits).encode()}
-    for pid, split in (("5", "test"), ("8", "test"), ("12", "train")):
+    for pid, split in (("5", "test"), ("8", "test"), ("12", "train"), ("13", "train")):
         files[f"scienceqa/images/{split}/{pid}/image.png"] = image_bytes(int(pid), "PNG")
     return files
 
