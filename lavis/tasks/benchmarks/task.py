@@ -62,11 +62,14 @@ def question_text(record: Mapping[str, Any], run: BenchmarkRunConfig) -> str:
     return f"{record['question']}\n{run.yes_no_prompt if kind == 'yes_no' else run.open_prompt}"
 
 
-def reference_reply(record: Mapping[str, Any]) -> str:
-    """What a right reply says: ``Yes``/``No``, the option letter, or the most common reference answer."""
+def reference_reply(record: Mapping[str, Any], option_text: bool = False) -> str:
+    """What a right reply says: ``Yes``/``No``, the right option's letter (its text with
+    ``option_text``), or the most common reference answer."""
     answer = record["answer"]
     if record["kind"] == "open":
         return Counter(answer).most_common(1)[0][0] if answer else ""
+    if record["kind"] == "multiple_choice" and option_text:
+        return str(record["options"][choice_letters(len(record["options"])).index(answer)])
     return str(answer).capitalize() if record["kind"] == "yes_no" else str(answer)
 
 
@@ -103,7 +106,8 @@ def format_table(title: str, metrics: Mapping[str, float], subtasks: Mapping[str
 @registry.register_task("benchmark")
 class BenchmarkTask(PostTrainingTask):
     """Benchmark evaluation of a vision-language model (see the module docstring); training on a
-    benchmark's split (e.g. ScienceQA's train questions) fits the reference replies (SFT)."""
+    benchmark's split (e.g. ScienceQA's train questions) fits the reference replies (SFT): the
+    option's text instead of its letter when multiple choice is scored by the texts' likelihood."""
 
     run_schema = BenchmarkRunConfig
     run_cfg: Any
@@ -129,7 +133,8 @@ class BenchmarkTask(PostTrainingTask):
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
         records = self.records(samples)
-        convs = [[*self.conversation(r), {"role": "assistant", "content": reference_reply(r)}] for r in records]
+        by_text = self.run_cfg.mc_method == "likelihood" and self.run_cfg.likelihood_target == "text"
+        convs = [[*self.conversation(r), {"role": "assistant", "content": reference_reply(r, by_text)}] for r in records]
         return model({"conversations": convs, "images": [r["images"] for r in records]})
 
     @torch.no_grad()

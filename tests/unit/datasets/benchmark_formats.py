@@ -103,7 +103,7 @@ def scienceqa_files() -> dict[str, bytes]:
         "9": problem("Which word is a noun?", ["run", "dog"], 1, "", None, "test", "language science"),
         "12": problem("What is the shape of the sign?", ["circle", "square"], 1, "", "image.png", "train",
                       "natural science"),
-        "13": problem("Which animal is shown?", ["horse", "cow", "goat", "pig"], 3, "", "image.png", "train",
+        "13": problem("Which colour is the star?", ["red", "blue", "green", "yellow"], 3, "", "image.png", "train",
                       "natural science"),
     }
     splits = {"train": ["12", "13"], "val": [], "test": ["5", "8", "9"], "minival": []}
