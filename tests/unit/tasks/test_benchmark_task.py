@@ -136,17 +136,20 @@ def test_option_likelihoods_learn_what_sft_on_the_train_split_teaches(tmp_path):
     assert greedy.tolist() == [True, False]
 
 
-def test_evaluate_py_runs_every_benchmark_on_the_tiny_model(tmp_path, capsys):
+def test_evaluate_py_runs_every_benchmark_on_the_tiny_model(tmp_path, capsys, monkeypatch):
+    """The shipped configs/benchmarks/tiny_all.yaml, with the fixtures laid out in the cache root
+    where the download commands put the real files."""
     from lavis.cli import evaluate_main
+    from tests.unit.datasets.real_formats import write_files
 
-    cfg = {"model": {"arch": "qwen2_vl", "model_type": "tiny"},
-           "datasets": {name: benchmark_fixture(name)(tmp_path / name) for name in BENCHMARK_LAYOUTS},
-           "run": {"task": "benchmark", "output_dir": str(tmp_path / "out"), "batch_size_eval": 4,
-                   "max_new_tokens": 3, "test_splits": ["test", "dev", "val"], "progress_bar": False,
-                   "tensorboard": False}}
-    path = tmp_path / "bench.yaml"
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
-    metrics = evaluate_main(["--cfg-path", str(path)])
+    cache = tmp_path / "cache"
+    for layout in BENCHMARK_LAYOUTS.values():
+        write_files(cache, layout())
+    monkeypatch.setenv("LAVIS_CACHE_HOME", str(cache))
+    config = Path(__file__).resolve().parents[3] / "configs" / "benchmarks" / "tiny_all.yaml"
+    metrics = evaluate_main(["--cfg-path", str(config), "--options", f"run.output_dir={tmp_path / 'out'}",
+                             "run.batch_size_eval=4", "run.max_new_tokens=3", "run.progress_bar=false",
+                             "run.tensorboard=false"])
     assert set(metrics) == {"mme/test", "pope/test", "mmbench/dev", "scienceqa_img/test", "textvqa/val"}
     table = capsys.readouterr().out
     sizes = {"mme": 8, "pope": 6, "mmbench": 5, "scienceqa_img": 2, "textvqa": 2}
