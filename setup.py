@@ -29,5 +29,9 @@ setup(
         # the lmms-eval bridge (lavis/integrations/lmms_eval.py); its tests skip without it
         "lmms-eval": ["lmms-eval>=0.7.3"],
     },
-    entry_points={"console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate"]},
+    entry_points={
+        "console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate"],
+        # lmms-eval finds its model "lavis" here (python -m lmms_eval --model lavis ...)
+        "lmms_eval.models": ["lavis=lavis.integrations.lmms_eval:manifest"],
+    },
 )

@@ -1,10 +1,10 @@
 """Any registered lavis vision-language model as an lmms-eval model (``pip install lavis[lmms-eval]``).
 
-Importing this module registers the model class :class:`LavisVLM` with lmms-eval under the name
-``lavis``, so lmms-eval's task library runs on every arch of :mod:`lavis.models.vlm`::
+The model class :class:`LavisVLM` is lmms-eval's model ``lavis`` (installed lavis declares it in
+the ``lmms_eval.models`` entry-point group, see :func:`manifest`; importing this module registers
+it too), so lmms-eval's task library runs on every arch of :mod:`lavis.models.vlm`::
 
-    python -m lmms_eval --model lavis --model_args arch=qwen2_vl,model_type=tiny --tasks <task> \\
-        --include_path <folder of task YAMLs>        # after `import lavis.integrations.lmms_eval`
+    python -m lmms_eval --model lavis --model_args arch=qwen2_vl,model_type=tiny --tasks <task>
 
 or from Python with ``lmms_eval.evaluator.simple_evaluate(model=LavisVLM(...), tasks=[...])``.
 Both request kinds lmms-eval sends map onto the VLM seam: ``generate_until`` onto
@@ -63,17 +63,18 @@ class LavisVLM(lmms):
     def __init__(self, arch: str = "", model_type: str = "", model: "HFVisionLanguageModel | None" = None,
                  batch_size: int | str = 1, device: str | None = None, **kwargs: Any) -> None:
         super().__init__()
-        if model is None:
+        built: Any = model
+        if built is None:
             if not arch or not model_type:
                 raise LavisError("the lavis lmms-eval model needs model_args arch=<registered VLM>,model_type=<type> "
                                  "(e.g. arch=qwen2_vl,model_type=tiny)")
             from lavis.models import load_model
 
-            model = load_model(arch, model_type, is_eval=True, device=device or "cpu")
-        if not hasattr(model, "reply_loglikelihoods"):
-            raise LavisError(f"{type(model).__name__} is not a vision-language model of lavis.models.vlm; lmms-eval "
+            built = load_model(arch, model_type, is_eval=True, device=device or "cpu")
+        if not hasattr(built, "reply_loglikelihoods"):
+            raise LavisError(f"{type(built).__name__} is not a vision-language model of lavis.models.vlm; lmms-eval "
                              "needs one (arch llava, qwen2_vl, ...)")
-        self.model = model.eval()
+        self.model: "HFVisionLanguageModel" = built.eval()
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
 
     def _conversation(self, context: str, images: list[Any]) -> tuple[list[dict[str, str]], list[Any]]:
@@ -127,4 +128,12 @@ class LavisVLM(lmms):
         raise NotImplementedError("the lavis lmms-eval model answers single-round tasks (generate_until, loglikelihood)")
 
 
-__all__ = ["LavisVLM", "cut_at"]
+def manifest() -> Any:
+    """lmms-eval's record of the ``lavis`` model: the payload of the ``lmms_eval.models`` entry point
+    that setup.py declares, through which ``python -m lmms_eval --model lavis`` finds :class:`LavisVLM`."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="lavis", simple_class_path=f"{__name__}.{LavisVLM.__name__}")
+
+
+__all__ = ["LavisVLM", "cut_at", "manifest"]

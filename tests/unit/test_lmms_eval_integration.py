@@ -141,3 +141,22 @@ def test_the_lavis_model_needs_an_arch_and_type():
     with pytest.raises(LavisError, match="model_args arch=<registered VLM>,model_type=<type>"):
         LavisVLM()
     assert cut_at("yes\nno", ["\n"]) == "yes" and cut_at("yes", []) == "yes"
+
+
+def test_lmms_eval_finds_the_lavis_model_through_the_entry_point_setup_py_declares():
+    import re
+
+    from lmms_eval.models.registry_v2 import ModelRegistryV2
+
+    from lavis.integrations import lmms_eval as bridge
+
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    target = re.search(r'"lmms_eval.models": \["lavis=([\w.]+):(\w+)"\]', setup)
+    assert target and (target.group(1), target.group(2)) == (bridge.__name__, "manifest")
+    registry = ModelRegistryV2()
+    for record in registry._coerce_payload_to_manifests(bridge.manifest):  # what loading the entry point gives
+        registry.register_manifest(record)
+    cls = registry.get_model_class("lavis")
+    assert cls is bridge.LavisVLM
+    lm = cls.create_from_arg_string("arch=qwen2_vl,model_type=tiny", {"batch_size": 2})
+    assert lm.batch_size == 2 and type(lm.model).__name__ == "Qwen2VL"

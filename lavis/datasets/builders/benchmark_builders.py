@@ -38,7 +38,7 @@ class BenchmarkBuildInfo:
 class BenchmarkBuilder(RealDatasetBuilder):
     """Builds :class:`BenchmarkDataset` splits from :meth:`read` records."""
 
-    build_info_schema = BenchmarkBuildInfo
+    build_info_schema = BenchmarkBuildInfo  # type: ignore[assignment]  # its own split keys (pid_splits)
     #: the scorer of the ``benchmark`` task for this data set
     benchmark: ClassVar[str] = ""
 
