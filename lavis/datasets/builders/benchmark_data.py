@@ -96,7 +96,8 @@ def read_pope(path: Path) -> list[dict[str, Any]]:
 def read_mmbench(path: Path) -> list[dict[str, Any]]:
     """MMBench's TSV (``index``, ``question``, ``hint``, ``A``..``D``, ``answer``, ``category``,
     ``image`` as base64; circular copies numbered ``index + k * 1_000_000``). An ``image`` cell
-    that holds an index names the row whose image it shares."""
+    that holds an index names the row whose image it shares. Questions without copies in the file
+    get them (:func:`add_circular_copies`), so circular evaluation works on either kind of TSV."""
     csv.field_size_limit(sys.maxsize)
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -118,7 +119,24 @@ def read_mmbench(path: Path) -> list[dict[str, Any]]:
                         "answer": r["answer"].strip(), "subtask": r.get("category") or "all",
                         "group": str(index % MMBENCH_CIRCULAR_STRIDE), "shift": index // MMBENCH_CIRCULAR_STRIDE,
                         "image_bytes": base64.b64decode(image)})
-    return records
+    return add_circular_copies(records)
+
+
+def add_circular_copies(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` plus the circular copies of each question that has none in the file: copy ``k``
+    rotates the options left ``k`` times (numbered ``index + k * 1_000_000``, as MMBench does)."""
+    shifted = {r["group"] for r in records if r["shift"] > 0}
+    out = list(records)
+    for r in records:
+        if r["shift"] != 0 or r["group"] in shifted:
+            continue
+        options, letters = r["options"], choice_letters(len(r["options"]))
+        right = options[letters.index(r["answer"])]
+        for k in range(1, len(options)):
+            rotated = options[k:] + options[:k]
+            out.append({**r, "id": str(int(r["id"]) + k * MMBENCH_CIRCULAR_STRIDE), "options": rotated,
+                        "answer": letters[rotated.index(right)], "shift": k})
+    return out
 
 
 # -- ScienceQA ------------------------------------------------------------------------------------------

@@ -70,6 +70,22 @@ def test_mmbench_groups_circular_copies_and_resolves_shared_images(tmp_path):
     assert first[0]["question"] == "What animal is shown?"  # hint "nan" left out
 
 
+def test_mmbench_without_copies_in_the_file_gets_the_same_circular_copies(tmp_path):
+    from lavis.datasets.builders.benchmark_data import read_mmbench
+    from tests.unit.datasets.benchmark_formats import MMBENCH_COLUMNS, mmbench_rows
+
+    rows = mmbench_rows()
+    originals = [r for r in rows if int(r["index"]) < 1_000_000]
+    path = tmp_path / "originals.tsv"
+    path.write_text("\n".join(["\t".join(MMBENCH_COLUMNS)] + ["\t".join(str(r[c]) for c in MMBENCH_COLUMNS)
+                                                              for r in originals]) + "\n")
+    made = read_mmbench(path)
+    published = read_mmbench(write_files(tmp_path / "full", BENCHMARK_LAYOUTS["mmbench"]()) / "mmbench" /
+                             "mmbench_dev_20230712.tsv")
+    key = lambda r: (r["id"], r["group"], r["shift"], tuple(r["options"]), r["answer"], r["image_bytes"])  # noqa: E731
+    assert sorted(map(key, made)) == sorted(map(key, published)) and len(made) == 5
+
+
 def test_scienceqa_img_keeps_the_image_questions_of_each_split(tmp_path):
     splits = build("scienceqa_img", tmp_path)
     test = items(splits["test"])
