@@ -26,8 +26,8 @@ try:
     from lmms_eval.api.model import lmms
     from lmms_eval.api.registry import register_model
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise LavisError("lavis.integrations.lmms_eval needs lmms-eval: pip install 'lavis[lmms-eval]' "
-                     f"(or pip install lmms-eval) ({e})") from e
+    raise LavisError("lavis.integrations.lmms_eval needs the optional package lmms-eval (the 'lmms-eval' extra "
+                     f"of lavis) ({e})") from e
 
 if TYPE_CHECKING:
     from lavis.models.vlm.base import HFVisionLanguageModel

@@ -100,18 +100,39 @@ def test_textvqa_keeps_the_ten_answers(tmp_path):
     assert rows[1]["answer"] == ["22"] * 9 + ["23"] and rows[0]["kind"] == "open"
 
 
-@pytest.mark.parametrize("name", ["pope", "mmbench"])
-def test_the_suggested_download_command_fetches_what_the_builder_reads(name, mirror: FileServer, lavis_cache,
-                                                                      monkeypatch):
-    monkeypatch.setitem(LAYOUTS, name, BENCHMARK_LAYOUTS[name])
-    serve_fixture(mirror, name)
-    _, command = suggested_command(name)
-    # POPE lacks both kinds (questions and COCO images); MMBench's images are inside its TSV
-    assert command == {"pope": "python -m lavis.datasets.download pope",
-                       "mmbench": "python -m lavis.datasets.download mmbench --only annotations"}[name]
+@pytest.mark.parametrize("name, download, command, size", [
+    ("pope", "pope", "python -m lavis.datasets.download pope", 6),  # questions and COCO images both missing
+    ("mmbench", "mmbench", "python -m lavis.datasets.download mmbench --only annotations", 5),  # images in the TSV
+    ("scienceqa_img", "scienceqa", "python -m lavis.datasets.download scienceqa", 2),
+    ("textvqa", "textvqa", "python -m lavis.datasets.download textvqa", 2),
+])
+def test_the_suggested_download_command_fetches_what_the_builder_reads(name, download, command, size,
+                                                                      mirror: FileServer, lavis_cache, monkeypatch):
+    monkeypatch.setitem(LAYOUTS, download, BENCHMARK_LAYOUTS[name])
+    serve_fixture(mirror, download)
+    assert suggested_command(name)[1] == command
     assert run_command(command + " --no-progress") == 0
     cls = registry.get_builder_class(name)
     splits = cls(cls.default_config().datasets[name]).build_datasets()
     data = next(iter(splits.values()))
-    assert len(data) == {"pope": 6, "mmbench": 5}[name]
-    assert data[0]["images"][0].size == (24, 16)
+    assert len(data) == size and data[0]["images"][0].size == (24, 16)
+
+
+def test_mme_download_command_unpacks_the_zip_the_user_drops(lavis_cache, capsys):
+    import io
+    import zipfile
+
+    command = suggested_command("mme")[1]
+    assert command == "python -m lavis.datasets.download mme --only annotations"
+    assert run_command(command + " --no-progress") != 0  # nothing dropped yet: it says what to do
+    said = capsys.readouterr()
+    assert "MME_Benchmark_release_version.zip" in said.out + said.err
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for rel, data in mme_files().items():
+            zf.writestr(rel[len("mme/"):], data)
+    (lavis_cache / "mme" / "downloads").mkdir(parents=True, exist_ok=True)
+    (lavis_cache / "mme" / "downloads" / "MME_Benchmark_release_version.zip").write_bytes(buf.getvalue())
+    assert run_command(command + " --no-progress") == 0
+    cls = registry.get_builder_class("mme")
+    assert len(cls(cls.default_config().datasets["mme"]).build_datasets()["test"]) == 8
