@@ -91,6 +91,11 @@ def test_mmbench_counts_a_question_only_when_every_circular_copy_is_right(tmp_pa
     assert [p["prediction"] for p in report["predictions"] if p["group"] == "0"] == ["A", "C", "B"]
 
 
+def test_a_split_that_is_no_benchmark_is_named_in_the_error(tmp_path):
+    with pytest.raises(ValueError, match=r"split 'val': the data set \(list\) is not a benchmark \(mme, pope, mmbench"):
+        make_task(tmp_path).after_evaluation([], "val", 0, [])
+
+
 def test_bad_run_values_are_one_config_error_with_the_choices():
     from lavis.common.config import Config
 
