@@ -17,6 +17,7 @@ from PIL import Image
 from lavis.common.config import Config
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
+from tests.unit.datasets.benchmark_formats import BENCHMARK_LAYOUTS, benchmark_fixture
 from tests.unit.datasets.real_formats import LAYOUTS, builder_fixture
 
 
@@ -99,6 +100,8 @@ BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     **{name: web_shards_fixture for name in ("cc3m", "cc12m", "laion400m")},
     "shapes_retrieval": shapes_caption_fixture,
     "shapes_vqa": shapes_caption_fixture,
+    # the vision-language benchmarks: their published files (tests/unit/datasets/benchmark_formats.py)
+    **{name: benchmark_fixture(name) for name in BENCHMARK_LAYOUTS},
 }
 
 
@@ -227,6 +230,11 @@ TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "sft": post_training_fixture("sft", "shapes_vqa_chat"),
     "dpo": post_training_fixture("dpo", "shapes_vqa_preference"),
     "grpo": post_training_fixture("grpo", "shapes_vqa_grpo", num_generations=2, rewards=["answer_accuracy"]),
+    "benchmark": lambda tmp_path: {  # trains on ScienceQA-IMG's train split, validates on its test split
+        "model": {"arch": "llava", "model_type": "tiny"},
+        "datasets": {"scienceqa_img": benchmark_fixture("scienceqa_img")(tmp_path)},
+        "run": {"task": "benchmark", "max_new_tokens": 3, "output_dir": str(tmp_path / "out")},
+    },
 }
 
 
