@@ -44,7 +44,10 @@ QUESTIONS = ["what colour is the circle?", "how many shapes are there?", "what i
 ANSWERS = ["red", "blue", "two", "square", "circle"]
 
 #: extra or replaced keys of an arch's training ``samples``: ``(batch, image_size, generator) -> dict``
-ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {}
+ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {
+    # pairs 0 and 2 show the same image: positives of each other in ITC, never hard negatives
+    "blip_retrieval": lambda batch, size, g: {"image_id": torch.arange(batch) % 2},
+}
 
 
 def make_samples(arch: str, batch: int) -> dict:
