@@ -47,6 +47,13 @@ ANSWERS = ["red", "blue", "two", "square", "circle"]
 ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {
     # pairs 0 and 2 show the same image: positives of each other in ITC, never hard negatives
     "blip_retrieval": lambda batch, size, g: {"image_id": torch.arange(batch) % 2},
+    # question i has i + 1 answers (weights summing to 1 per question)
+    "blip_vqa": lambda batch, size, g: {
+        "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)],
+        "answer": [ANSWERS[(i + j) % len(ANSWERS)] for i in range(batch) for j in range(i + 1)],
+        "weight": torch.cat([torch.full((i + 1,), 1.0 / (i + 1)) for i in range(batch)]),
+        "n_answers": torch.arange(1, batch + 1),
+    },
 }
 
 

@@ -25,10 +25,14 @@ from torch import nn
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel, ConvertedStateDict, ModelOutput, RetrievalFeatures
-from lavis.models.blip.parts import check_config_fields, text_config_for_tokenizer
-from lavis.models.blip.tokenizer import load_blip_tokenizer
+from lavis.models.blip.parts import build_blip_encoders
 
 FEATURE_MODES = ("image", "text", "multimodal")
+# Tied tensors of an answer decoder (alias, source): checkpoints may hold only the source.
+_TIED_KEYS = (
+    ("text_decoder.cls.predictions.decoder.weight", "text_decoder.bert.embeddings.word_embeddings.weight"),
+    ("text_decoder.cls.predictions.decoder.bias", "text_decoder.cls.predictions.bias"),
+)
 
 
 @dataclass
@@ -68,8 +72,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(F.log_softmax(logits, dim=1) * targets).sum(1).mean()
 
 
-class BlipImageTextBase(BaseModel):
-    """ViT + BERT text encoder with cross-attention + ITC projections; not registered itself.
+class BlipEncoders(BaseModel):
+    """The BLIP tokenizer, ViT (``vision_model``) and text encoder with cross-attention
+    (``text_encoder``) that the image-text, VQA and NLVR archs share; not registered itself.
 
     Args:
         vision_config: keys of ``transformers.BlipVisionConfig``.
@@ -77,7 +82,6 @@ class BlipImageTextBase(BaseModel):
             width, set here; ``vocab_size`` defaults to the tokenizer's length).
         tokenizer: a folder with ``vocab.txt`` (relative to the ``lavis`` package or absolute) or a
             Hub repo id (``bert-base-uncased``); ``[DEC]`` and ``[ENC]`` are added.
-        embed_dim: width of the ITC embeddings.
         max_txt_len: texts are cut to this many tokens (``[CLS]`` and ``[SEP]`` included); retrieval
             pads every text to it (LAVIS: 35).
     """
@@ -92,22 +96,12 @@ class BlipImageTextBase(BaseModel):
         vision_config: Mapping[str, Any],
         text_config: Mapping[str, Any],
         tokenizer: str = "bert-base-uncased",
-        embed_dim: int = 256,
         max_txt_len: int = 35,
     ):
         super().__init__()
-        from transformers import BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
-
-        check_config_fields("vision_config", vision_config, BlipVisionConfig)
-        check_config_fields("text_config", text_config, BlipTextConfig)
-        self.tokenizer = load_blip_tokenizer(tokenizer)
-        vision_cfg = BlipVisionConfig(**dict(vision_config))
-        text_cfg = text_config_for_tokenizer(text_config, self.tokenizer)
-        text_cfg.update(encoder_hidden_size=vision_cfg.hidden_size, is_decoder=True)  # is_decoder: build cross-attention
-        self.vision_model = BlipVisionModel(vision_cfg)
-        self.text_encoder = BlipTextModel(BlipTextConfig(**text_cfg), add_pooling_layer=False)
-        self.vision_proj = nn.Linear(vision_cfg.hidden_size, embed_dim)
-        self.text_proj = nn.Linear(int(text_cfg.get("hidden_size", 768)), embed_dim)
+        self.tokenizer, self.vision_model, self.text_encoder, self.text_cfg = build_blip_encoders(
+            vision_config, text_config, tokenizer
+        )
         self.max_txt_len = int(max_txt_len)
         positions = int(self.text_encoder.config.max_position_embeddings)
         if not 2 < self.max_txt_len <= positions:
@@ -146,6 +140,48 @@ class BlipImageTextBase(BaseModel):
             input_ids=ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds,
             encoder_attention_mask=image_atts,
         ).last_hidden_state
+
+    # -- weights ---------------------------------------------------------------------------------
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Accept this model's layout (also transformers' ``BlipForImageTextRetrieval``, the Hub
+        repos') and LAVIS' (``visual_encoder.*``, renamed by :mod:`lavis.models.blip.convert`;
+        LAVIS modules this arch lacks are left out and logged). Buffers rebuilt here
+        (``position_ids``) are dropped."""
+        from lavis.models.blip import convert
+
+        converted = convert.is_lavis_layout(state_dict)
+        if converted:
+            own = {name.split(".")[0] for name in self.state_dict()}
+            positions = self.vision_model.embeddings.position_embedding.shape[1]
+            state_dict = convert.lavis_to_image_text(state_dict, own, num_image_positions=positions)
+        state_dict = dict(state_dict)
+        kept = self.state_dict(keep_vars=True).keys()
+        for name, _ in self.named_buffers():
+            if name not in kept:
+                state_dict.pop(name, None)
+        for alias, source in _TIED_KEYS:
+            if alias in kept and alias not in state_dict and source in state_dict:
+                state_dict[alias] = state_dict[source]
+        if converted:
+            return ConvertedStateDict(state_dict, layout="LAVIS", original_name=convert.image_text_key_to_lavis)
+        return state_dict
+
+
+class BlipImageTextBase(BlipEncoders):
+    """:class:`BlipEncoders` plus the ITC projections ``vision_proj`` and ``text_proj`` (to
+    ``embed_dim``), with features and retrieval embeddings; not registered itself."""
+
+    def __init__(
+        self,
+        vision_config: Mapping[str, Any],
+        text_config: Mapping[str, Any],
+        tokenizer: str = "bert-base-uncased",
+        embed_dim: int = 256,
+        max_txt_len: int = 35,
+    ):
+        super().__init__(vision_config, text_config, tokenizer, max_txt_len)
+        self.vision_proj = nn.Linear(int(self.vision_model.config.hidden_size), embed_dim)
+        self.text_proj = nn.Linear(int(self.text_encoder.config.hidden_size), embed_dim)
 
     def image_feat(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """ITC image embeddings [B, embed_dim], L2-normalised, from ViT states."""
@@ -196,29 +232,6 @@ class BlipImageTextBase(BaseModel):
             embeds = self.text_feat(self.encode_text(text.input_ids, text.attention_mask))
             return RetrievalFeatures(embeds, {"input_ids": text.input_ids, "attention_mask": text.attention_mask})
         raise ValueError(f"modality={modality!r} is not 'image' or 'text'")
-
-    # -- weights ---------------------------------------------------------------------------------
-    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Accept this model's layout (also transformers' ``BlipForImageTextRetrieval``, the Hub
-        repos') and LAVIS' (``visual_encoder.*``, renamed by :mod:`lavis.models.blip.convert`;
-        LAVIS modules this arch lacks are left out and logged). Buffers rebuilt here
-        (``position_ids``) are dropped."""
-        from lavis.models.blip import convert
-
-        converted = convert.is_lavis_layout(state_dict)
-        if converted:
-            own = {name.split(".")[0] for name in self.state_dict()}
-            positions = self.vision_model.embeddings.position_embedding.shape[1]
-            state_dict = convert.lavis_to_image_text(state_dict, own, num_image_positions=positions)
-        state_dict = dict(state_dict)
-        kept = self.state_dict(keep_vars=True).keys()
-        for name, _ in self.named_buffers():
-            if name not in kept:
-                state_dict.pop(name, None)
-        if converted:
-            return ConvertedStateDict(state_dict, layout="LAVIS", original_name=convert.image_text_key_to_lavis)
-        return state_dict
-
 
 @registry.register_model("blip_image_text_matching")
 class BlipImageTextMatching(BlipImageTextBase):

@@ -38,3 +38,23 @@ def text_config_for_tokenizer(text_config: Mapping[str, Any], tokenizer: Any) ->
         eos_token_id=tokenizer.sep_token_id,
     )
     return out
+
+
+def build_blip_encoders(
+    vision_config: Mapping[str, Any], text_config: Mapping[str, Any], tokenizer: str
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The BLIP tokenizer, transformers' ``BlipVisionModel`` and ``BlipTextModel`` (no pooler,
+    with cross-attention to the ViT's width) from the ``model.vision_config`` /
+    ``model.text_config`` blocks; also returns the completed text config (for a decoder)."""
+    from transformers import BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
+
+    from lavis.models.blip.tokenizer import load_blip_tokenizer
+
+    check_config_fields("vision_config", vision_config, BlipVisionConfig)
+    check_config_fields("text_config", text_config, BlipTextConfig)
+    tok = load_blip_tokenizer(tokenizer)
+    vision_cfg = BlipVisionConfig(**dict(vision_config))
+    text_cfg = text_config_for_tokenizer(text_config, tok)
+    text_cfg.update(encoder_hidden_size=vision_cfg.hidden_size, is_decoder=True)  # is_decoder: build cross-attention
+    text_encoder = BlipTextModel(BlipTextConfig(**text_cfg), add_pooling_layer=False)
+    return tok, BlipVisionModel(vision_cfg), text_encoder, text_cfg
