@@ -47,6 +47,12 @@ ANSWERS = ["red", "blue", "two", "square", "circle"]
 ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {
     # pairs 0 and 2 show the same image: positives of each other in ITC, never hard negatives
     "blip_retrieval": lambda batch, size, g: {"image_id": torch.arange(batch) % 2},
+    # two images per sentence, and whether the sentence is true of them
+    "blip_nlvr": lambda batch, size, g: {
+        "image0": torch.randn(batch, 3, size, size, generator=g),
+        "image1": torch.randn(batch, 3, size, size, generator=g),
+        "label": torch.arange(batch) % 2,
+    },
     # question i has i + 1 answers (weights summing to 1 per question)
     "blip_vqa": lambda batch, size, g: {
         "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)],
