@@ -46,23 +46,37 @@ def evaluate_splits(task: "BaseTask", model: Any, datasets: dict, cfg: "Config",
     return scores
 
 
+def speed_prompt(samples: dict[str, Any]) -> dict[str, Any] | None:
+    """A generation input from one collated sample: its prompt turns (conversation and preference
+    data), else its first image with the model's own prompt (benchmarks, captions); ``None``
+    without either."""
+    from lavis.tasks.post_training.common import prompts_of
+
+    images = samples.get("images")
+    if samples.get("conversations") is not None or samples.get("prompt") is not None:
+        return {"conversations": prompts_of(samples), "images": images or [[]]}
+    if images and images[0]:
+        return {"image": [images[0][0]]}
+    return None
+
+
 @torch.no_grad()
 def generation_speed(model: Any, dataset: Any, num_samples: int, new_tokens: int = 16) -> float | None:
     """Tokens per second of greedy generation of exactly ``new_tokens`` tokens, one prompt at a time,
-    over the first ``num_samples`` items of ``dataset``; ``None`` for a model without the seam's
-    ``generate_ids`` or with ``num_samples`` 0."""
-    from lavis.tasks.post_training.common import prompts_of
-
+    from the first ``num_samples`` items of ``dataset`` (see :func:`speed_prompt`); ``None`` for a
+    model without the seam's ``generate_ids``, with ``num_samples`` 0 or items without prompts."""
     if not hasattr(model, "generate_ids") or num_samples == 0:
         return None
     collate = _loader(dataset, 1).collate_fn
-    items = [collate([dataset[i]]) for i in range(min(num_samples, len(dataset)))]
-    inputs = [{"conversations": prompts_of(s), "images": s.get("images") or [[]]} for s in items]
-    model.generate_ids(inputs[0], max_new_tokens=2)  # warm-up
+    inputs = [speed_prompt(collate([dataset[i]])) for i in range(min(num_samples, len(dataset)))]
+    prompts = [p for p in inputs if p is not None]
+    if not prompts:
+        return None
+    model.generate_ids(prompts[0], max_new_tokens=2)  # warm-up
     start = time.perf_counter()
-    for sample in inputs:
-        model.generate_ids(sample, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-    return len(inputs) * new_tokens / (time.perf_counter() - start)
+    for prompt in prompts:
+        model.generate_ids(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    return len(prompts) * new_tokens / (time.perf_counter() - start)
 
 
 def quantize_run(cfg: "Config") -> dict[str, Any]:

@@ -114,3 +114,24 @@ def test_a_good_section_becomes_a_typed_config_with_defaults(tmp_path):
     assert q is not None and q.method == "gptq" and q.options == {"damp": 0.05}
     assert q.targets == ["language_model"] and q.skip_layers == ["lm_head"]
     assert q.calibration.dataset == "shapes_vqa_chat" and q.calibration.split == "train"
+
+
+def test_the_report_holds_benchmark_scores_before_and_after(tmp_path, monkeypatch):
+    """quantize.py with the benchmark task: POPE fixture files, calibrated on the benchmark's own
+    questions (train_step fits the reference replies)."""
+    import quantize
+    from tests.unit.datasets.benchmark_formats import benchmark_fixture
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = {
+        "model": {"arch": "qwen2_vl", "model_type": "tiny"},
+        "datasets": {"pope": benchmark_fixture("pope")(tmp_path)},
+        "run": {"task": "benchmark", "max_new_tokens": 2, "output_dir": str(tmp_path / "out"),
+                "test_splits": ["test"], "batch_size_eval": 8},
+        "quantization": {"method": "awq", "scheme": "w4a16", "group_size": 32, "speed_samples": 2,
+                         "calibration": {"dataset": "pope", "split": "test", "num_samples": 4, "batch_size": 2}},
+    }
+    report = quantize.main(["--cfg-path", write(tmp_path, cfg)])
+    for side in ("float", "quantized"):
+        scores = report[side]["scores"]["pope/test"]
+        assert {"accuracy", "f1", "yes_ratio", "agg_metrics"} <= set(scores) and report[side]["tokens_per_s"] > 0
