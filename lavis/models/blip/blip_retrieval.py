@@ -172,3 +172,13 @@ class BlipRetrieval(BlipFeatureExtractor):
             image_embeds, text.input_ids, text.attention_mask, in_batch, in_batch.t(), image_id
         )
         return ModelOutput(loss=loss_itc + loss_itm, extras={"loss_itc": loss_itc.detach(), "loss_itm": loss_itm.detach()})
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """As the image-text archs; a LAVIS pre-training checkpoint (the ``pretrained`` source) has
+        no ``idx_queue``: it gets an empty one (all -100), as a new model has."""
+        from lavis.models.blip import convert
+
+        if convert.is_lavis_layout(state_dict) and "idx_queue" not in state_dict and "image_queue" in state_dict:
+            state_dict = {**state_dict, "idx_queue": torch.full_like(self.idx_queue, -100)}
+        return super().convert_state_dict(state_dict)
+
