@@ -31,6 +31,7 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.image_text import BlipFeatureExtractor, itc_targets, soft_cross_entropy
+from lavis.models.blip.parts import momentum_update
 
 
 def gather_all(tensor: torch.Tensor) -> torch.Tensor:
@@ -99,12 +100,9 @@ class BlipRetrieval(BlipFeatureExtractor):
             (self.text_proj, self.text_proj_m),
         ]
 
-    @torch.no_grad()
     def momentum_update(self) -> None:
         """``p_m <- momentum * p_m + (1 - momentum) * p`` for every momentum parameter."""
-        for model, model_m in self.momentum_pairs():
-            for p, p_m in zip(model.parameters(), model_m.parameters()):
-                p_m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
+        momentum_update(self.momentum_pairs(), self.momentum)
 
     @torch.no_grad()
     def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, image_id: torch.Tensor) -> None:
