@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_parity import vocab_dir  # noqa: E402
+from check_parity import vocab_dir
 
 Row = tuple[str, str, bool]
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_reference import bert_vocab_dir  # noqa: E402
+from make_reference import bert_vocab_dir
 
 SEED = 0
 IMAGE_SEED = 1234
@@ -108,7 +108,6 @@ class _Texts(torch.utils.data.Dataset):
 
 def retrieval_reference(vocab_dir: str, out: Path, texts: list[str]) -> dict:
     import torch.nn.functional as F
-
     from lavis.models.albef_models import compute_sim_matrix
 
     model = build("blip_retrieval", "coco", vocab_dir, queue_size=64)
