@@ -53,6 +53,7 @@ ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] =
         "image1": torch.randn(batch, 3, size, size, generator=g),
         "label": torch.arange(batch) % 2,
     },
+    "blip_classification": lambda batch, size, g: {"label": torch.arange(batch) % 3},
     # question i has i + 1 answers (weights summing to 1 per question)
     "blip_vqa": lambda batch, size, g: {
         "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)],

@@ -31,6 +31,7 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.image_text import BlipFeatureExtractor, itc_targets, soft_cross_entropy
+from lavis.models.blip.parts import momentum_update
 
 
 def gather_all(tensor: torch.Tensor) -> torch.Tensor:
@@ -99,12 +100,9 @@ class BlipRetrieval(BlipFeatureExtractor):
             (self.text_proj, self.text_proj_m),
         ]
 
-    @torch.no_grad()
     def momentum_update(self) -> None:
         """``p_m <- momentum * p_m + (1 - momentum) * p`` for every momentum parameter."""
-        for model, model_m in self.momentum_pairs():
-            for p, p_m in zip(model.parameters(), model_m.parameters()):
-                p_m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
+        momentum_update(self.momentum_pairs(), self.momentum)
 
     @torch.no_grad()
     def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, image_id: torch.Tensor) -> None:
@@ -172,3 +170,13 @@ class BlipRetrieval(BlipFeatureExtractor):
             image_embeds, text.input_ids, text.attention_mask, in_batch, in_batch.t(), image_id
         )
         return ModelOutput(loss=loss_itc + loss_itm, extras={"loss_itc": loss_itc.detach(), "loss_itm": loss_itm.detach()})
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """As the image-text archs; a LAVIS pre-training checkpoint (the ``pretrained`` source) has
+        no ``idx_queue``: it gets an empty one (all -100), as a new model has."""
+        from lavis.models.blip import convert
+
+        if convert.is_lavis_layout(state_dict) and "idx_queue" not in state_dict and "image_queue" in state_dict:
+            state_dict = {**state_dict, "idx_queue": torch.full_like(self.idx_queue, -100)}
+        return super().convert_state_dict(state_dict)
+

@@ -79,17 +79,33 @@ class BlipVQA(BlipEncoders):
     def answer_losses(
         self, answer_ids: torch.Tensor, answer_atts: torch.Tensor, states: torch.Tensor, state_atts: torch.Tensor
     ) -> torch.Tensor:
-        """Summed label-smoothed cross entropy [A] of each answer given its question states [A, L, W]."""
-        logits = self.text_decoder(
-            input_ids=answer_ids, attention_mask=answer_atts, encoder_hidden_states=states,
-            encoder_attention_mask=state_atts, use_cache=False,
-        ).logits[:, :-1, :]
+        """Summed label-smoothed cross entropy [A] of each answer given its question states [A, L, W]
+        and their mask [A, L]."""
         labels = answer_ids[:, 1:].masked_fill(answer_ids[:, 1:] == self.tokenizer.pad_token_id, -100)
-        losses = F.cross_entropy(
-            logits.transpose(1, 2).float(), labels, ignore_index=-100, label_smoothing=self.label_smoothing,
-            reduction="none",
-        )
-        return losses.sum(1)
+        losses = torch.empty(len(answer_ids), device=states.device)
+        for rows, visible in self._by_question_length(state_atts):
+            logits = self.text_decoder(
+                input_ids=answer_ids[rows], attention_mask=answer_atts[rows],
+                encoder_hidden_states=states[rows, :visible], use_cache=False,
+            ).logits[:, :-1, :]
+            token_losses = F.cross_entropy(
+                logits.transpose(1, 2).float(), labels[rows], ignore_index=-100,
+                label_smoothing=self.label_smoothing, reduction="none",
+            )
+            losses[rows] = token_losses.sum(1)
+        return losses
+
+    @staticmethod
+    def _by_question_length(state_atts: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+        """Rows grouped by their question's length: ``(row indices, length)``.
+
+        transformers' BLIP cross-attention does not apply ``encoder_attention_mask`` (5.x), so the
+        decoder would attend to the question's padding; LAVIS masks it. The questions are padded on
+        the right, so giving each group only its first ``length`` question states is the same as
+        masking the rest.
+        """
+        lengths = state_atts.sum(1)
+        return [((lengths == n).nonzero().squeeze(1), int(n)) for n in lengths.unique().tolist()]
 
     # -- the model contract ----------------------------------------------------------------------
     def forward(self, samples: dict[str, Any]) -> ModelOutput:
@@ -167,9 +183,11 @@ class BlipVQA(BlipEncoders):
         states, atts = self.encode_questions(samples)
         batch = states.shape[0]
         start = answer_ids[:1, :1].expand(batch, 1)
-        first_logits = self.text_decoder(
-            input_ids=start, encoder_hidden_states=states, encoder_attention_mask=atts, use_cache=False
-        ).logits[:, 0, :]
+        first_logits = torch.empty(batch, self.text_decoder.config.vocab_size, device=states.device)
+        for rows, visible in self._by_question_length(atts):
+            first_logits[rows] = self.text_decoder(
+                input_ids=start[rows], encoder_hidden_states=states[rows, :visible], use_cache=False
+            ).logits[:, 0, :].float()
         first_probs = F.softmax(first_logits.float(), dim=1).index_select(1, answer_ids[:, 1])
         _, topk = first_probs.topk(k, dim=1)  # [B, k] indices into answer_list
         flat = topk.reshape(-1)

@@ -58,3 +58,13 @@ def build_blip_encoders(
     text_cfg.update(encoder_hidden_size=vision_cfg.hidden_size, is_decoder=True)  # is_decoder: build cross-attention
     text_encoder = BlipTextModel(BlipTextConfig(**text_cfg), add_pooling_layer=False)
     return tok, BlipVisionModel(vision_cfg), text_encoder, text_cfg
+
+
+def momentum_update(pairs: list[tuple[Any, Any]], momentum: float) -> None:
+    """``p_m <- momentum * p_m + (1 - momentum) * p`` for each (module, momentum copy) pair."""
+    import torch
+
+    with torch.no_grad():
+        for model, model_m in pairs:
+            for p, p_m in zip(model.parameters(), model_m.parameters()):
+                p_m.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)

@@ -182,3 +182,15 @@ def test_lavis_layout_missing_key_is_named_as_in_the_file(itm, tmp_path):
     save_lavis(itm, tmp_path / "bad.pth", edit=lambda sd: sd.pop("visual_encoder.blocks.1.mlp.fc2.bias"))
     with pytest.raises(CheckpointError, match=r"visual_encoder\.blocks\.1\.mlp\.fc2\.bias"):
         load_model("blip_image_text_matching", "tiny").load_checkpoint(tmp_path / "bad.pth")
+
+
+def test_pretraining_checkpoint_loads_into_retrieval(retrieval, tmp_path):
+    """BLIP's pre-training checkpoint has a caption decoder and no idx_queue: the decoder is left out,
+    the id queue starts empty."""
+    sd = convert.image_text_to_lavis(retrieval.state_dict())
+    del sd["idx_queue"]
+    sd["text_decoder.cls.predictions.bias"] = torch.zeros(3)
+    torch.save({"model": sd}, tmp_path / "pretrain.pth")
+    fresh = load_model("blip_retrieval", "tiny", checkpoint=tmp_path / "pretrain.pth")
+    assert (fresh.idx_queue == -100).all()
+    torch.testing.assert_close(fresh.image_queue, retrieval.image_queue)

@@ -104,3 +104,18 @@ def test_lavis_layout_round_trip(vqa, tmp_path):
         vqa.predict_answers(s, answer_list=ANSWERS, inference_method="rank", num_ans_candidates=3)
     )
     torch.testing.assert_close(scores(fresh, s), scores(vqa, s))
+
+
+def test_question_padding_is_masked(vqa):
+    """A question scores its answers the same alone and padded next to a longer question (LAVIS masks
+    the padding; transformers' BLIP cross-attention alone would attend to it)."""
+    s = dict(samples(), text_input=["what colour?", "how many shapes are there in the picture?"])
+    ids, masks = vqa.tokenize_answers(ANSWERS)
+    n = len(ANSWERS)
+    with torch.no_grad():
+        states, atts = vqa.encode_questions(s)
+        assert atts[0].sum() < atts[1].sum()  # question 0 is padded in the batch
+        alone_states, alone_atts = vqa.encode_questions({"image": s["image"][:1], "text_input": s["text_input"][:1]})
+        padded = vqa.answer_losses(ids, masks, states[:1].expand(n, -1, -1), atts[:1].expand(n, -1))
+        alone = vqa.answer_losses(ids, masks, alone_states.expand(n, -1, -1), alone_atts.expand(n, -1))
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-4)
