@@ -291,7 +291,9 @@ class HFVisionLanguageModel(BaseModel):
             kwargs["images"] = images
             if all(isinstance(im, torch.Tensor) and im.is_floating_point() for im in images):
                 kwargs.update(do_rescale=False, do_normalize=False)  # already normalised pixels
-        return dict(self.processor(text=[text], **kwargs))
+        out = dict(self.processor(text=[text], **kwargs))
+        out.pop("labels", None)  # some processors (PaliGemma) make labels; process_batch_conv makes its own
+        return out
 
     def process_batch_conv(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]] | None = None,

@@ -172,8 +172,10 @@ class GrpoTask(PostTrainingTask):
         batch["input_ids"] = torch.cat([prompt["input_ids"], completion], 1)
         for key in TOKEN_KEYS:
             if key in prompt and key != "input_ids":
-                extra = cmask.to(prompt[key].dtype) if key == "attention_mask" else torch.zeros_like(completion).to(prompt[key].dtype)
-                batch[key] = torch.cat([prompt[key], extra], 1)
+                # attention on the completion up to its end; token_type_ids 1 marks the reply part
+                # (PaliGemma's causal suffix); other per-token keys are 0 on text tokens
+                fill = cmask if key == "attention_mask" else torch.ones_like(cmask) if key == "token_type_ids" else torch.zeros_like(cmask)
+                batch[key] = torch.cat([prompt[key], fill.to(prompt[key].dtype)], 1)
         batch["labels"] = torch.cat([torch.full_like(prompt["input_ids"], -100), completion.masked_fill(~cmask, -100)], 1)
         batch["output_token_logps"] = True
         out = model(batch)
