@@ -15,6 +15,7 @@ from lavis.models import load_model
 from lavis.models.vlm.base import HFVisionLanguageModel
 from lavis.tasks.post_training.dpo import DpoRunConfig, DpoTask
 from lavis.tasks.post_training.grpo import GrpoRunConfig, GrpoTask
+from lavis.tasks.post_training.reward_model import RewardModelRunConfig, RewardModelTask
 from lavis.tasks.post_training.sft import SftRunConfig, SftTask
 
 VLM_ARCHS = [a for a in registry.list_models() if issubclass(registry.get_model_class(a), HFVisionLanguageModel)]
@@ -81,6 +82,20 @@ def test_dpo_step_starts_at_log2_and_separates_the_pairs(arch, batches):
     assert last.extras["rewards/accuracies"] == 1.0
     # the reference stays where it was
     assert all(not p.requires_grad for p in task.reference.copy.parameters())
+
+
+@pytest.mark.parametrize("arch", VLM_ARCHS)
+def test_reward_model_step_scores_replies_and_separates_the_pairs(arch, batches):
+    torch.manual_seed(0)
+    model = registry.get_model_class(arch).from_pretrained("tiny", value_head=True)
+    task = RewardModelTask(RewardModelRunConfig())
+    pairs = batches["shapes_vqa_preference"]
+    outs = _steps(model, lambda: task.train_step(model, pairs), 8, lr=1e-2)
+    first, last = outs[0], outs[-1]
+    # log 2 when the scores tie; the small random head starts near it
+    assert abs(first.loss.item() - math.log(2)) < 0.3
+    assert last.loss.item() < first.loss.item() - 0.1 and last.extras["accuracy"] == 1.0 and last.extras["margin"] > 0
+    assert model.value_head.weight.grad is not None
 
 
 @pytest.fixture
