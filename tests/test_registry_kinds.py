@@ -192,6 +192,7 @@ TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "grpo": post_training_fixture("grpo", "shapes_vqa_grpo", num_generations=2, rewards=["answer_accuracy"]),
     "reward_model": post_training_fixture("reward_model", "shapes_vqa_preference", model={"value_head": True},
                                           max_new_tokens=None),
+    "ppo": post_training_fixture("ppo", "shapes_vqa_grpo", model={"value_head": True}, rewards=["answer_accuracy"]),
 }
 
 

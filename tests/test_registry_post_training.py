@@ -15,6 +15,7 @@ from lavis.models import load_model
 from lavis.models.vlm.base import HFVisionLanguageModel
 from lavis.tasks.post_training.dpo import DpoRunConfig, DpoTask
 from lavis.tasks.post_training.grpo import GrpoRunConfig, GrpoTask
+from lavis.tasks.post_training.ppo import PpoRunConfig, PpoTask
 from lavis.tasks.post_training.reward_model import RewardModelRunConfig, RewardModelTask
 from lavis.tasks.post_training.sft import SftRunConfig, SftTask
 
@@ -123,6 +124,21 @@ def test_grpo_step_is_zero_mean_at_the_reference_and_has_gradients(arch, batches
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum().item() for g in grads) > 0
+
+
+@pytest.mark.parametrize("arch", VLM_ARCHS)
+def test_ppo_step_starts_at_the_reference_and_trains_policy_and_value(arch, batches, word_count_reward):
+    torch.manual_seed(0)
+    model = registry.get_model_class(arch).from_pretrained("tiny", value_head=True)
+    task = PpoTask(PpoRunConfig(max_new_tokens=4, rewards=[word_count_reward]))
+    out = task.train_step(model, batches["shapes_vqa_grpo"])
+    # the policy is the reference (no KL); whitened advantages at ratio 1 give a zero policy loss
+    assert out.extras["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert out.extras["policy_loss"] == pytest.approx(0.0, abs=1e-5) and out.extras["value_loss"] > 0
+    assert out.extras["reward"] > 0 and 1 <= out.extras["completion_length"] <= 4
+    out.loss.backward()
+    assert model.value_head.weight.grad.abs().sum() > 0
+    assert sum(p.grad.abs().sum().item() for p in model.hf_model.parameters() if p.grad is not None) > 0
 
 
 def test_dpo_sft_term_is_the_chosen_cross_entropy(batches):
