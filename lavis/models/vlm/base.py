@@ -155,6 +155,13 @@ class HFVisionLanguageModel(BaseModel):
             apply_lora(model, lora)
         return model
 
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint without a value head (an SFT model that a reward model or PPO starts from)
+        keeps this model's freshly initialised head; everything else loads strictly."""
+        if self.value_head is not None and not any(k.startswith("value_head.") for k in state_dict):
+            state_dict = {**state_dict, **{f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}}
+        return state_dict
+
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
         from the tokenizer where not given."""

@@ -57,3 +57,27 @@ def test_grpo_marks_paligemma_completions_as_the_causal_suffix(monkeypatch):
     types, labels = seen["token_type_ids"], seen["labels"]
     assert ((labels != -100) <= (types == 1)).all()  # every trained completion token is causal
     assert (types[:, -3:] == 1).all() and (types[:, 0] == 0).all()
+
+
+def test_value_head_starts_fresh_from_a_checkpoint_without_one_and_loads_its_own(tmp_path):
+    from safetensors.torch import save_file
+
+    from lavis.common.registry import registry
+
+    cls = registry.get_model_class("qwen2_vl")
+    torch.manual_seed(0)
+    sft = cls.from_pretrained("tiny")
+    save_file({k: v.contiguous() for k, v in sft.state_dict().items()}, str(tmp_path / "sft.safetensors"))
+    torch.manual_seed(1)
+    rm = cls.from_pretrained("tiny", value_head=True)
+    head = rm.value_head.weight.detach().clone()
+    rm.load_checkpoint(tmp_path / "sft.safetensors")
+    assert torch.equal(rm.value_head.weight, head)  # the SFT model has no head: the fresh one stays
+    key = "hf_model.model.language_model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(rm.state_dict()[key], sft.state_dict()[key])
+    with torch.no_grad():
+        rm.value_head.weight.add_(1.0)
+    save_file({k: v.contiguous() for k, v in rm.state_dict().items()}, str(tmp_path / "rm.safetensors"))
+    again = cls.from_pretrained("tiny", value_head=True)
+    again.load_checkpoint(tmp_path / "rm.safetensors")
+    assert torch.equal(again.value_head.weight, rm.value_head.weight)
