@@ -1,6 +1,7 @@
-"""Every registered vision-language arch runs an SFT, a DPO and a GRPO step on its ``tiny`` type,
-on batches of the shapes post-training builders (a new VLM arch is tested the moment it is
-registered), and each objective moves the way it should after a few steps on the same batch."""
+"""Every registered vision-language arch runs an SFT, a DPO, a reward-model, a PPO and a GRPO step on
+its ``tiny`` type, on batches of the shapes post-training builders (a new VLM arch is tested the
+moment it is registered), and each objective moves the way it should after a few steps on the same
+batch."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def batches(tmp_path_factory):
 
 
 def test_every_vlm_arch_is_covered():
-    assert {"llava", "qwen2_vl"} <= set(VLM_ARCHS)
+    assert {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "paligemma",
+            "internvl"} <= set(VLM_ARCHS)
 
 
 def _steps(model, step, n: int, lr: float = 3e-3):
