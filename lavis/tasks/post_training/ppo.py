@@ -113,7 +113,7 @@ class PpoTask(PostTrainingTask):
     ``run.reward_model`` when given), turns the score and a per-token KL penalty to the reference
     (``-beta * (logp - ref_logp)``) into per-token rewards, estimates advantages with GAE from the
     policy's value head, and minimises :func:`ppo_objective`. One update per rollout, so the
-    ratio is 1 and the clipping bounds later updates only through their gradients. The model needs
+    ratio is 1 and neither clip binds at that update (``clipfrac`` stays 0). The model needs
     ``model.value_head: true``. Evaluation as ``grpo``: ``mean_reward`` (``agg_metrics``) of a
     sampled completion per prompt, and ``answer_accuracy`` of greedy answers."""
 
