@@ -11,6 +11,7 @@ built.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,15 +40,19 @@ def _fields_of(schemas: Sequence[type]) -> dict[str, dataclasses.Field]:
 
 
 def run_schema_for(task_name: str | None) -> type:
-    """The run dataclass for ``task_name``: :class:`RunConfig` plus the task's ``run_schema``."""
+    """The run dataclass for ``task_name``: :class:`RunConfig` plus the task's ``run_schema``
+    (one class per schema, so run configs of the same task compare equal)."""
     extra = None
     if task_name is not None and task_name in registry.tasks:
         extra = registry.get_task_class(task_name).run_schema
     if extra is None:
         return RunConfig
-    return dataclasses.make_dataclass(
-        f"RunConfig_{task_name}", [], bases=(extra, RunConfig)
-    )
+    return _combined_run_schema(extra)
+
+
+@functools.cache
+def _combined_run_schema(extra: type) -> type:
+    return dataclasses.make_dataclass(f"RunConfig_{extra.__name__}", [], bases=(extra, RunConfig))
 
 
 # ---------------------------------------------------------------------------------------------
