@@ -201,3 +201,18 @@ def test_sampling_never_emits_image_tokens(arch):
         forced = m.hf_model.generate(**m.process_batch_conv(samples["conversations"], samples["images"], "generate"),
                                      max_new_tokens=2, do_sample=False, pad_token_id=m.tokenizer.pad_token_id)
     assert (forced[:, -2:] == m.processor.image_token_id).all()  # what suppression prevents
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_family_checkpoint_round_trips_through_load_vlm(models, arch, tmp_path):
+    from lavis.common.registry import registry
+
+    m = models[arch]
+    assert CHECKPOINT_ARCHS[registry.get_model_class(arch).HF_MODEL_CLASS.split(":")[1]] == arch
+    m.hf_model.save_pretrained(tmp_path / "ckpt")
+    m.processor.save_pretrained(tmp_path / "ckpt")
+    loaded = load_vlm(tmp_path / "ckpt")
+    assert type(loaded) is type(m)
+    batch = m.process_batch_conv(CONVS[1:], [[image(5)]], phase="train")
+    with torch.no_grad():
+        assert loaded(batch).loss.item() == pytest.approx(m(batch).loss.item(), abs=1e-5)
