@@ -17,6 +17,8 @@ generation                    ``default_generation_kwargs``, ``generate(samples,
                               ``generate_ids``
 likelihood                    ``reply_loglikelihoods`` (benchmarks, lmms-eval's
                               ``loglikelihood``), ``option_loglikelihoods`` (multiple choice)
+scalar head                   ``value_head`` (``value_head=True``): ``values`` from ``forward`` with
+                              ``output_values``, for reward models and PPO
 ============================  =====================================================================
 
 A family whose transformers classes follow the usual layout needs only a subclass that names them
