@@ -188,12 +188,14 @@ def captioning_fixture(tmp_path: Path) -> dict:
     }
 
 
-def post_training_fixture(task: str, dataset: str, **run: Any) -> Callable[[Path], dict]:
+def post_training_fixture(task: str, dataset: str, model: dict | None = None, max_new_tokens: int | None = 3,
+                          **run: Any) -> Callable[[Path], dict]:
     def make(tmp_path: Path) -> dict:
+        generation = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
         return {
-            "model": {"arch": "qwen2_vl", "model_type": "tiny"},
+            "model": {"arch": "qwen2_vl", "model_type": "tiny", **(model or {})},
             "datasets": {dataset: shapes_caption_fixture(tmp_path)},
-            "run": {"task": task, "max_new_tokens": 3, "output_dir": str(tmp_path / "out"), **run},
+            "run": {"task": task, **generation, "output_dir": str(tmp_path / "out"), **run},
         }
 
     return make
@@ -230,6 +232,9 @@ TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "sft": post_training_fixture("sft", "shapes_vqa_chat"),
     "dpo": post_training_fixture("dpo", "shapes_vqa_preference"),
     "grpo": post_training_fixture("grpo", "shapes_vqa_grpo", num_generations=2, rewards=["answer_accuracy"]),
+    "reward_model": post_training_fixture("reward_model", "shapes_vqa_preference", model={"value_head": True},
+                                          max_new_tokens=None),
+    "ppo": post_training_fixture("ppo", "shapes_vqa_grpo", model={"value_head": True}, rewards=["answer_accuracy"]),
     "benchmark": lambda tmp_path: {  # trains on ScienceQA-IMG's train split, validates on its test split
         "model": {"arch": "llava", "model_type": "tiny"},
         "datasets": {"scienceqa_img": benchmark_fixture("scienceqa_img")(tmp_path)},

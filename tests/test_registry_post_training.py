@@ -1,6 +1,7 @@
-"""Every registered vision-language arch runs an SFT, a DPO and a GRPO step on its ``tiny`` type,
-on batches of the shapes post-training builders (a new VLM arch is tested the moment it is
-registered), and each objective moves the way it should after a few steps on the same batch."""
+"""Every registered vision-language arch runs an SFT, a DPO, a reward-model, a PPO and a GRPO step on
+its ``tiny`` type, on batches of the shapes post-training builders (a new VLM arch is tested the
+moment it is registered), and each objective moves the way it should after a few steps on the same
+batch."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from lavis.models import load_model
 from lavis.models.vlm.base import HFVisionLanguageModel
 from lavis.tasks.post_training.dpo import DpoRunConfig, DpoTask
 from lavis.tasks.post_training.grpo import GrpoRunConfig, GrpoTask
+from lavis.tasks.post_training.ppo import PpoRunConfig, PpoTask
+from lavis.tasks.post_training.reward_model import RewardModelRunConfig, RewardModelTask
 from lavis.tasks.post_training.sft import SftRunConfig, SftTask
 
 VLM_ARCHS = [a for a in registry.list_models() if issubclass(registry.get_model_class(a), HFVisionLanguageModel)]
@@ -42,7 +45,8 @@ def batches(tmp_path_factory):
 
 
 def test_every_vlm_arch_is_covered():
-    assert {"llava", "qwen2_vl"} <= set(VLM_ARCHS)
+    assert {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "paligemma",
+            "internvl"} <= set(VLM_ARCHS)
 
 
 def _steps(model, step, n: int, lr: float = 3e-3):
@@ -83,6 +87,20 @@ def test_dpo_step_starts_at_log2_and_separates_the_pairs(arch, batches):
     assert all(not p.requires_grad for p in task.reference.copy.parameters())
 
 
+@pytest.mark.parametrize("arch", VLM_ARCHS)
+def test_reward_model_step_scores_replies_and_separates_the_pairs(arch, batches):
+    torch.manual_seed(0)
+    model = registry.get_model_class(arch).from_pretrained("tiny", value_head=True)
+    task = RewardModelTask(RewardModelRunConfig())
+    pairs = batches["shapes_vqa_preference"]
+    outs = _steps(model, lambda: task.train_step(model, pairs), 8, lr=1e-2)
+    first, last = outs[0], outs[-1]
+    # log 2 when the scores tie; the small random head starts near it
+    assert abs(first.loss.item() - math.log(2)) < 0.3
+    assert last.loss.item() < first.loss.item() - 0.1 and last.extras["accuracy"] == 1.0 and last.extras["margin"] > 0
+    assert model.value_head.weight.grad is not None
+
+
 @pytest.fixture
 def word_count_reward():
     """A user reward, added with one decorated function: the number of characters of a completion."""
@@ -108,6 +126,21 @@ def test_grpo_step_is_zero_mean_at_the_reference_and_has_gradients(arch, batches
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and sum(g.abs().sum().item() for g in grads) > 0
+
+
+@pytest.mark.parametrize("arch", VLM_ARCHS)
+def test_ppo_step_starts_at_the_reference_and_trains_policy_and_value(arch, batches, word_count_reward):
+    torch.manual_seed(0)
+    model = registry.get_model_class(arch).from_pretrained("tiny", value_head=True)
+    task = PpoTask(PpoRunConfig(max_new_tokens=4, rewards=[word_count_reward]))
+    out = task.train_step(model, batches["shapes_vqa_grpo"])
+    # the policy is the reference (no KL); whitened advantages at ratio 1 give a zero policy loss
+    assert out.extras["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert out.extras["policy_loss"] == pytest.approx(0.0, abs=1e-5) and out.extras["value_loss"] > 0
+    assert out.extras["reward"] > 0 and 1 <= out.extras["completion_length"] <= 4
+    out.loss.backward()
+    assert model.value_head.weight.grad.abs().sum() > 0
+    assert sum(p.grad.abs().sum().item() for p in model.hf_model.parameters() if p.grad is not None) > 0
 
 
 def test_dpo_sft_term_is_the_chosen_cross_entropy(batches):

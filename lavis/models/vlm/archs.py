@@ -22,6 +22,18 @@ CHECKPOINT_ARCHS: dict[str, str] = {
     "qwen2_vl": "qwen2_vl",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
     "qwen2_5_vl": "qwen2_5_vl",
+    "LlavaNextForConditionalGeneration": "llava_next",
+    "llava_next": "llava_next",
+    "LlavaOnevisionForConditionalGeneration": "llava_onevision",
+    "llava_onevision": "llava_onevision",
+    "Qwen3VLForConditionalGeneration": "qwen3_vl",
+    "qwen3_vl": "qwen3_vl",
+    "Idefics3ForConditionalGeneration": "idefics3",  # Idefics3 and SmolVLM (v1)
+    "idefics3": "idefics3",
+    "PaliGemmaForConditionalGeneration": "paligemma",
+    "paligemma": "paligemma",
+    "InternVLForConditionalGeneration": "internvl",  # InternVL checkpoints in transformers' layout (*-hf)
+    "internvl": "internvl",
 }
 
 

@@ -17,6 +17,8 @@ generation                    ``default_generation_kwargs``, ``generate(samples,
                               ``generate_ids``
 likelihood                    ``reply_loglikelihoods`` (benchmarks, lmms-eval's
                               ``loglikelihood``), ``option_loglikelihoods`` (multiple choice)
+scalar head                   ``value_head`` (``value_head=True``): ``values`` from ``forward`` with
+                              ``output_values``, for reward models and PPO
 ============================  =====================================================================
 
 A family whose transformers classes follow the usual layout needs only a subclass that names them
@@ -72,6 +74,9 @@ class HFVisionLanguageModel(BaseModel):
             names or ``auto`` for :attr:`default_lora_target`); ``None`` trains every weight.
         generation: defaults for ``generate`` over :attr:`default_generation_kwargs`.
         prompt: the user text of caption-style samples (``image`` + ``text_input``).
+        value_head: add a scalar head on the decoder's last hidden state (``value_head``, a linear
+            layer outside the LoRA wrapper, so it always trains): the score of a reward model and
+            the value function of PPO; see ``output_values`` in :meth:`forward`.
     """
 
     TASK_METHODS = ("generate",)
@@ -98,6 +103,7 @@ class HFVisionLanguageModel(BaseModel):
         lora: Mapping[str, Any] | None = None,
         generation: Mapping[str, Any] | None = None,
         prompt: str = "describe the image",
+        value_head: bool = False,
     ):
         super().__init__()
         from transformers import AutoProcessor
@@ -121,6 +127,12 @@ class HFVisionLanguageModel(BaseModel):
         self.max_length = int(max_length)
         self.prompt = prompt
         self._generation = dict(generation or {})
+        self.value_head: nn.Linear | None = None
+        if value_head:
+            hidden = int(self.hf_model.config.get_text_config().hidden_size)
+            self.value_head = nn.Linear(hidden, 1)
+            nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1) ** 0.5)
+            nn.init.zeros_(self.value_head.bias)
         if freeze_vision_tower:
             self.freeze_vision_tower()
         self.lora_config: dict[str, Any] | None = None
@@ -146,6 +158,13 @@ class HFVisionLanguageModel(BaseModel):
 
             apply_lora(model, lora)
         return model
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint without a value head (an SFT model that a reward model or PPO starts from)
+        keeps this model's freshly initialised head; everything else loads strictly."""
+        if self.value_head is not None and not any(k.startswith("value_head.") for k in state_dict):
+            state_dict = {**state_dict, **{f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}}
+        return state_dict
 
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
@@ -293,7 +312,9 @@ class HFVisionLanguageModel(BaseModel):
             kwargs["images"] = images
             if all(isinstance(im, torch.Tensor) and im.is_floating_point() for im in images):
                 kwargs.update(do_rescale=False, do_normalize=False)  # already normalised pixels
-        return dict(self.processor(text=[text], **kwargs))
+        out = dict(self.processor(text=[text], **kwargs))
+        out.pop("labels", None)  # some processors (PaliGemma) make labels; process_batch_conv makes its own
+        return out
 
     def process_batch_conv(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]] | None = None,
@@ -393,13 +414,19 @@ class HFVisionLanguageModel(BaseModel):
 
         With ``samples["output_token_logps"]`` the output's extras hold ``token_logps`` [B, L-1]
         (log-probability of each next token) and ``loss_mask`` [B, L-1] (True on reply tokens), which
-        preference and RL tasks sum into sequence log-probabilities.
+        preference and RL tasks sum into sequence log-probabilities. With ``samples["output_values"]``
+        (a model built with ``value_head``) they hold ``values`` [B, L]: the value head on the last
+        hidden state of each input token, from the same forward pass.
         """
         batch = self.batch_inputs(samples, "train")
         labels = batch.pop("labels", None)
         if labels is None:
             raise KeyError("forward needs labels: give conversations with an assistant reply, or text_input")
-        out = self.hf_model(**batch, use_cache=False)
+        want_values = bool(samples.get("output_values"))
+        if want_values and self.value_head is None:
+            raise ValueError(f"output_values needs a value head: build the model with value_head=True "
+                             f"(model.value_head: true in the config of {type(self).__name__})")
+        out = self.hf_model(**batch, use_cache=False, output_hidden_states=want_values)
         logits = out.logits[:, :-1].float()
         target = labels[:, 1:]
         mask = target != -100
@@ -408,6 +435,11 @@ class HFVisionLanguageModel(BaseModel):
         if samples.get("output_token_logps"):
             logps = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             extras = {"token_logps": logps * mask, "loss_mask": mask}
+        if want_values:
+            assert self.value_head is not None
+            hidden = out.hidden_states[-1]
+            extras["values"] = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+            extras.setdefault("loss_mask", mask)
         return ModelOutput(loss=loss, extras=extras)
 
     # -- likelihoods ----------------------------------------------------------------------------

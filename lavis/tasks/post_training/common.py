@@ -58,6 +58,54 @@ def prompts_of(samples: Mapping[str, Any]) -> list[list[Mapping[str, str]]]:
     return out
 
 
+def completion_batch(prompt: Mapping[str, torch.Tensor], completion: torch.Tensor,
+                     cmask: torch.Tensor) -> dict[str, Any]:
+    """A training batch of prompts (left padded, as :meth:`generate_ids` returns them) followed by
+    their sampled completions [B, T] (``cmask`` True up to each one's end), with labels on the
+    completion tokens: what GRPO and PPO score with one forward pass."""
+    from lavis.models.vlm.base import TOKEN_KEYS
+
+    batch: dict[str, Any] = dict(prompt)
+    batch["input_ids"] = torch.cat([prompt["input_ids"], completion], 1)
+    for key in TOKEN_KEYS:
+        if key in prompt and key != "input_ids":
+            # attention on the completion up to its end; token_type_ids 1 marks the reply part
+            # (PaliGemma's causal suffix); other per-token keys are 0 on text tokens
+            fill = cmask if key == "attention_mask" else torch.ones_like(cmask) if key == "token_type_ids" else torch.zeros_like(cmask)
+            batch[key] = torch.cat([prompt[key], fill.to(prompt[key].dtype)], 1)
+    batch["labels"] = torch.cat([torch.full_like(prompt["input_ids"], -100), completion.masked_fill(~cmask, -100)], 1)
+    return batch
+
+
+def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: list[str],
+                     samples: Mapping[str, Any]) -> list[float]:
+    """The weighted sum of registered reward functions of each completion (sample columns are
+    passed to them as keyword arguments: ``solution``, ``question_type``, ...)."""
+    columns = {k: v for k, v in samples.items() if k not in ("images", "prompt", "completions")}
+    total = [0.0] * len(completions)
+    for fn, w in zip(fns, weights):
+        values = fn(completions=completions, **columns)
+        if len(values) != len(completions):
+            raise ValueError(f"reward {fn.__name__} returned {len(values)} values for {len(completions)} completions")
+        total = [t + w * float(v) for t, v in zip(total, values)]
+    return total
+
+
+def sampled_rewards(task: "PostTrainingTask", model: torch.nn.Module, samples: Mapping[str, Any],
+                    results: list[dict[str, Any]], temperature: float) -> list[dict[str, Any]]:
+    """``results`` with the reward (``task.rewards_of``) of one completion sampled per prompt at
+    ``temperature``: the expected reward that GRPO and PPO raise."""
+    seam = unwrap(model)
+    images = samples.get("images") or [[] for _ in samples["prompt"]]
+    _, ids, _ = seam.generate_ids({"conversations": samples["prompt"], "images": images}, do_sample=True,
+                                  temperature=temperature, max_new_tokens=int(task.run_cfg.max_new_tokens))
+    sampled = [t.strip() for t in seam.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    rewards = task.rewards_of(sampled, samples) or []
+    for r, text, value in zip(results, sampled, rewards):
+        r["sampled"], r["reward"] = text, float(value)
+    return results
+
+
 def sequence_logps(model: torch.nn.Module, conversations: list, images: list) -> torch.Tensor:
     """Sum of the log-probabilities of the reply tokens of each conversation: [B]."""
     out = model({"conversations": conversations, "images": images, "output_token_logps": True})
@@ -171,19 +219,26 @@ class PostTrainingTask(BaseTask):
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """``answer_accuracy``, ``accuracy/<question_type>``, ``preference_accuracy`` and
-    ``mean_reward`` (the last two where the results have them)."""
+    """``answer_accuracy`` and ``accuracy/<question_type>`` (results with generated answers),
+    ``preference_accuracy``, ``mean_margin`` (a reward model's) and ``mean_reward``, each where the
+    results have what it needs."""
     if not results:
         raise ValueError("no evaluation results: the split is empty")
-    metrics = {"answer_accuracy": sum(r["correct"] for r in results) / len(results)}
+    metrics: dict[str, float] = {}
+    answered = [r for r in results if "correct" in r]
+    if answered:
+        metrics["answer_accuracy"] = sum(r["correct"] for r in answered) / len(answered)
     by_type: dict[str, list[bool]] = {}
-    for r in results:
+    for r in answered:
         if "question_type" in r:
             by_type.setdefault(str(r["question_type"]), []).append(r["correct"])
     metrics.update({f"accuracy/{t}": sum(v) / len(v) for t, v in sorted(by_type.items())})
     pairs = [r["prefers_chosen"] for r in results if "prefers_chosen" in r]
     if pairs:
         metrics["preference_accuracy"] = sum(pairs) / len(pairs)
+    margins = [r["reward_margin"] for r in results if "reward_margin" in r]
+    if margins:
+        metrics["mean_margin"] = sum(margins) / len(margins)
     rewards = [r["reward"] for r in results if "reward" in r]
     if rewards:
         metrics["mean_reward"] = sum(rewards) / len(rewards)

@@ -9,8 +9,8 @@ import torch
 
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
-from lavis.models.vlm.base import TOKEN_KEYS
-from lavis.tasks.post_training.common import FrozenReference, PostTrainingRun, PostTrainingTask, unwrap
+from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
+                                              sampled_rewards, unwrap, weighted_rewards)
 
 
 @dataclass
@@ -126,30 +126,14 @@ class GrpoTask(PostTrainingTask):
     def rewards_of(self, completions: list[str], samples: Mapping[str, Any]) -> list[float] | None:
         """The weighted sum of the rewards of each completion (sample columns are passed to the
         reward functions as keyword arguments: ``solution``, ``question_type``, ...)."""
-        columns = {k: v for k, v in samples.items() if k not in ("images", "prompt", "completions")}
-        total = [0.0] * len(completions)
-        for fn, w in zip(self.reward_fns, self.reward_weights):
-            values = fn(completions=completions, **columns)
-            if len(values) != len(completions):
-                raise ValueError(f"reward {fn.__name__} returned {len(values)} values for {len(completions)} completions")
-            total = [t + w * float(v) for t, v in zip(total, values)]
-        return total
+        return weighted_rewards(self.reward_fns, self.reward_weights, completions, samples)
 
     @torch.no_grad()
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
         prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
         results = super().valid_step(model, samples)
-        seam = unwrap(model)
-        images = samples.get("images") or [[] for _ in samples["prompt"]]
-        _, ids, _ = seam.generate_ids({"conversations": samples["prompt"], "images": images}, do_sample=True,
-                                      temperature=float(self.run_cfg.temperature),
-                                      max_new_tokens=int(self.run_cfg.max_new_tokens))
-        sampled = [t.strip() for t in seam.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-        rewards = self.rewards_of(sampled, samples) or []
-        for r, text, value in zip(results, sampled, rewards):
-            r["sampled"], r["reward"] = text, float(value)
-        return results
+        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature))
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
         for key in ("prompt", "solution"):
@@ -167,14 +151,8 @@ class GrpoTask(PostTrainingTask):
         texts = [t.strip() for t in seam.tokenizer.batch_decode(completion, skip_special_tokens=True)]
         rewards = torch.tensor(self.rewards_of(texts, rep), dtype=torch.float32)
         advantages = group_advantages(rewards, g, bool(self.run_cfg.scale_rewards)).to(seam.device)
-        batch: dict[str, Any] = dict(prompt)
+        batch = completion_batch(prompt, completion, cmask)
         t = completion.shape[1]
-        batch["input_ids"] = torch.cat([prompt["input_ids"], completion], 1)
-        for key in TOKEN_KEYS:
-            if key in prompt and key != "input_ids":
-                extra = cmask.to(prompt[key].dtype) if key == "attention_mask" else torch.zeros_like(completion).to(prompt[key].dtype)
-                batch[key] = torch.cat([prompt[key], extra], 1)
-        batch["labels"] = torch.cat([torch.full_like(prompt["input_ids"], -100), completion.masked_fill(~cmask, -100)], 1)
         batch["output_token_logps"] = True
         out = model(batch)
         logps = out.extras["token_logps"][:, -t:]

@@ -13,9 +13,11 @@ from lavis.models import load_model
 from lavis.models.vlm.archs import CHECKPOINT_ARCHS, arch_for_checkpoint, load_vlm
 from lavis.models.vlm.conversation import ConversationError
 
-ARCHS = ["llava", "qwen2_vl", "qwen2_5_vl"]
-#: image tokens per image of each tiny type (from its processor and config)
-IMAGE_TOKENS = {"llava": 16, "qwen2_vl": 16, "qwen2_5_vl": 16}
+#: image tokens per 64 px image of each tiny type (from its processor and config; LLaVA-NeXT and
+#: -OneVision: a 32 px tile and the whole image, 16 each, and a newline token per row of the tile)
+IMAGE_TOKENS = {"llava": 16, "qwen2_vl": 16, "qwen2_5_vl": 16, "llava_next": 36, "llava_onevision": 36,
+                "qwen3_vl": 16, "idefics3": 4, "paligemma": 16, "internvl": 4}
+ARCHS = sorted(IMAGE_TOKENS)
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +108,8 @@ def test_modules_and_vision_freezing(arch):
     m = load_model(arch, "tiny")
     vision = {id(p) for p in m.vision_tower.parameters()}
     targets = m.default_lora_target
-    assert targets and all(".language_model." in t for t in targets)
+    lm = next(name for name, module in m.inner.named_modules() if module is m.language_model)
+    assert targets and lm in ("model.language_model", "model.text_model") and all(t.startswith(lm + ".") for t in targets)
     assert any(t.endswith("q_proj") for t in targets) and not any("lm_head" in t for t in targets)
     projector = list(m.projector.parameters())
     m.freeze_vision_tower()
@@ -156,8 +159,7 @@ def test_checkpoint_picks_its_arch_and_loads_the_same_weights(models, tmp_path):
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "model_type": "bert"}))
     with pytest.raises(ConfigError) as e:
         arch_for_checkpoint(tmp_path / "bert")
-    assert "BertModel" in str(e.value) and "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration" in str(
-        e.value)
+    assert "BertModel" in str(e.value) and "LlavaForConditionalGeneration, LlavaNextForConditionalGeneration" in str(e.value)
     assert set(CHECKPOINT_ARCHS.values()) == set(ARCHS)
 
 
@@ -199,3 +201,18 @@ def test_sampling_never_emits_image_tokens(arch):
         forced = m.hf_model.generate(**m.process_batch_conv(samples["conversations"], samples["images"], "generate"),
                                      max_new_tokens=2, do_sample=False, pad_token_id=m.tokenizer.pad_token_id)
     assert (forced[:, -2:] == m.processor.image_token_id).all()  # what suppression prevents
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_family_checkpoint_round_trips_through_load_vlm(models, arch, tmp_path):
+    from lavis.common.registry import registry
+
+    m = models[arch]
+    assert CHECKPOINT_ARCHS[registry.get_model_class(arch).HF_MODEL_CLASS.split(":")[1]] == arch
+    m.hf_model.save_pretrained(tmp_path / "ckpt")
+    m.processor.save_pretrained(tmp_path / "ckpt")
+    loaded = load_vlm(tmp_path / "ckpt")
+    assert type(loaded) is type(m)
+    batch = m.process_batch_conv(CONVS[1:], [[image(5)]], phase="train")
+    with torch.no_grad():
+        assert loaded(batch).loss.item() == pytest.approx(m(batch).loss.item(), abs=1e-5)

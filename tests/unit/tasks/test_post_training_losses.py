@@ -136,3 +136,46 @@ def test_group_advantages_match_trl_normalisation():
     assert torch.equal(group_advantages(rewards, 4)[4:8], torch.zeros(4))  # equal rewards: no signal
     with pytest.raises(ValueError, match="do not split into groups of 5"):
         group_advantages(rewards, 5)
+
+
+def _trl_reward(chosen, rejected, margin, center):
+    from trl.trainer.reward_trainer import RewardTrainer
+
+    fake = SimpleNamespace(model=SimpleNamespace(training=True), accelerator=_Accelerator(), _tp_size=1,
+                           _total_train_tokens=0, args=SimpleNamespace(center_rewards_coefficient=center),
+                           _metrics=defaultdict(lambda: defaultdict(list)))
+    logits = torch.cat([chosen, rejected]).unsqueeze(-1)  # TRL's model gives [2B, 1] scores, chosen first
+    inputs = {"input_ids": torch.zeros(logits.shape[0], 3, dtype=torch.long), "attention_mask": torch.ones(logits.shape[0], 3)}
+    if margin is not None:
+        inputs["margin"] = margin
+    loss = RewardTrainer.compute_loss(fake, lambda **kw: SimpleNamespace(logits=logits), inputs)
+    return loss, fake._metrics["train"]
+
+
+@pytest.mark.parametrize("with_margin", [False, True])
+@pytest.mark.parametrize("center", [None, 0.01])
+def test_reward_model_loss_matches_trl(with_margin, center):
+    from lavis.tasks.post_training.reward_model import reward_loss
+
+    g = torch.Generator().manual_seed(2)
+    chosen, rejected = torch.randn(6, generator=g, dtype=torch.float64) * 2, torch.randn(6, generator=g, dtype=torch.float64) * 2
+    margin = torch.rand(6, generator=g, dtype=torch.float64) if with_margin else None
+    want, metrics = _trl_reward(chosen, rejected, margin, center)
+    got, logs = reward_loss(chosen, rejected, margin, center)
+    assert got.item() == pytest.approx(want.item(), abs=1e-5)
+    assert logs["accuracy"].item() == pytest.approx(metrics["accuracy"][0], abs=1e-6)
+    assert logs["margin"].item() == pytest.approx(metrics["margin"][0], abs=1e-5)
+    # a hand case: equal rewards cost log 2 per pair, a margin of 1 in favour costs log(1 + e^-1)
+    loss, _ = reward_loss(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0]))
+    assert loss.item() == pytest.approx((math.log(2) + math.log(1 + math.exp(-1))) / 2, abs=1e-6)
+
+
+def test_reward_model_task_needs_a_value_head(one_thread):
+    from lavis.common.config import Config
+    from lavis.common.errors import ConfigError
+    from lavis.tasks.post_training.reward_model import RewardModelRunConfig, RewardModelTask
+
+    cfg = Config.from_dict({"model": {"arch": "qwen2_vl", "model_type": "tiny"}, "datasets": {},
+                            "run": {"task": "reward_model"}})
+    with pytest.raises(ConfigError, match="set model.value_head: true"):
+        RewardModelTask(RewardModelRunConfig()).build_model(cfg)
