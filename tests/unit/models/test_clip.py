@@ -169,3 +169,21 @@ def test_clip_eval_processor_keeps_the_aspect_and_crops_the_centre():
     assert out[0].max() < red - 1  # no red pixel survived
     train = build_processor({"name": "clip_image_train", "image_size": 16})
     assert train(img).shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("model_type", ["RN50", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336"])
+def test_published_types_name_open_clips_openai_weights(model_type):
+    import open_clip
+
+    from lavis.models.clip.clip_model import Clip
+    from lavis.zoo.entries import get_entry
+
+    cfg = Clip.default_config(model_type)
+    pcfg = open_clip.get_pretrained_cfg(cfg.model.model_name, "openai")
+    assert cfg.model.quick_gelu is True and pcfg["quick_gelu"] is True
+    hub, url = get_entry("clip", model_type).sources
+    assert (hub.kind, hub.location + "/", hub.filenames) == ("hf", pcfg["hf_hub"], ("open_clip_pytorch_model.bin",))
+    assert (url.kind, url.location) == ("url", pcfg["url"])
+    assert url.sha256 == url.location.split("/")[-2]  # OpenAI publishes the file's sha256 in its URL
+    eval_size = cfg.preprocess.vis_processor.eval.image_size
+    assert eval_size == open_clip.get_model_config(cfg.model.model_name)["vision_cfg"]["image_size"]
