@@ -59,9 +59,8 @@ class Table:
 def ours_outputs(model: Any, ref: dict, proc: Any, pil: Any) -> dict[str, torch.Tensor]:
     samples = {"image": ref["image"], "text_input": ref["texts"]}
     img, txt = model.extract_features(samples, "image"), model.extract_features(samples, "text")
-    model.train()  # the loss as in training (no dropout in CLIP); back to eval afterwards
+    # in eval mode, as the reference: a train-mode forward would use (and update) RN50's BatchNorm batch statistics
     loss = model({"image": ref["image"], "text_input": ref["texts"][:2]}).loss.detach()
-    model.eval()
     return {
         "token_ids": model.tokenize(ref["texts"]),
         "image_embeds": img.image_embeds, "image_embeds_proj": img.image_embeds_proj,
