@@ -106,7 +106,8 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a pickled ``.pth``/``.bin`` (unwrapping ``"model"``)."""
+    """A state dict from ``.safetensors``, a pickled ``.pth``/``.bin`` (unwrapping ``"model"``) or a
+    TorchScript archive (its tensors, see :mod:`lavis.common.torchscript`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -120,6 +121,10 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as e:  # safetensors raises its own error types
             raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+    from lavis.common.torchscript import is_torchscript_archive, read_torchscript_state_dict
+
+    if is_torchscript_archive(path):  # e.g. OpenAI's CLIP files: read without running the scripted code
+        return read_torchscript_state_dict(path)
     obj = safe_torch_load(path)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
