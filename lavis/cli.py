@@ -4,16 +4,10 @@ tests call ``train_main(argv)`` / ``evaluate_main(argv)`` directly."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lavis.common.errors import LavisError
-
-# transformers imports torchao when it is installed (the `quant` extra), and torchao registers enums
-# with torch's pytree, which logs a deprecation notice twice on every start; it concerns torchao, not
-# the user's run
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 if TYPE_CHECKING:
     from lavis.common.config import Config
