@@ -44,7 +44,19 @@ QUESTIONS = ["what colour is the circle?", "how many shapes are there?", "what i
 ANSWERS = ["red", "blue", "two", "square", "circle"]
 
 #: extra or replaced keys of an arch's training ``samples``: ``(batch, image_size, generator) -> dict``
-ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {}
+ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {
+    # texts of one image are ITC positives of each other: images 0 and 1 share an id
+    "albef_retrieval": lambda b, size, g: {"image_id": torch.arange(b) // 2},
+    "albef_feature_extractor": lambda b, size, g: {"image_id": torch.arange(b) // 2},
+    # question i has 1 + i % 2 weighted answers, flattened
+    "albef_vqa": lambda b, size, g: {
+        "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(b)],
+        "answer": [ANSWERS[(i + j) % len(ANSWERS)] for i in range(b) for j in range(1 + i % 2)],
+        "weight": torch.tensor([1.0 / (1 + i % 2) for i in range(b) for _ in range(1 + i % 2)]),
+        "n_answers": torch.tensor([1 + i % 2 for i in range(b)]),
+    },
+    "albef_classification": lambda b, size, g: {"label": torch.randint(0, 3, (b,), generator=g)},
+}
 
 
 def make_samples(arch: str, batch: int) -> dict:
