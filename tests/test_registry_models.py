@@ -56,6 +56,11 @@ ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] =
         "n_answers": torch.tensor([1 + i % 2 for i in range(b)]),
     },
     "albef_classification": lambda b, size, g: {"label": torch.randint(0, 3, (b,), generator=g)},
+    "albef_nlvr": lambda b, size, g: {
+        "image0": torch.randn(b, 3, size, size, generator=g),
+        "image1": torch.randn(b, 3, size, size, generator=g),
+        "label": torch.randint(0, 2, (b,), generator=g),
+    },
 }
 
 
