@@ -54,6 +54,8 @@ def close(what: str, ours: torch.Tensor, ref: torch.Tensor, atol: float) -> Row:
     if ours.shape != ref.shape:
         return (what, f"shape {tuple(ours.shape)} vs {tuple(ref.shape)}", f"<= {atol}", False)
     d = (ours - ref).abs().max().item() if ours.numel() else 0.0
+    if ours.ndim == 0:
+        return (what, f"{ours.item():.7f} vs {ref.item():.7f} (|d|={d:.3e})", f"<= {atol}", d <= atol)
     return (f"{what} {tuple(ours.shape)}", f"max|d|={d:.3e}", f"<= {atol}", d <= atol)
 
 
