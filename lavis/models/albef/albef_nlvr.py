@@ -50,7 +50,7 @@ class AlbefNLVR(AlbefBase):
         use_distill: bool = True,
     ):
         super().__init__(vision_config, text_config, fusion_layer, tokenizer, max_txt_len)
-        layers = self.text_encoder.encoder.layer
+        layers: Any = self.text_encoder.encoder.layer
         if (len(layers) - fusion_layer) % 2:
             raise ConfigError(
                 [f"model.text_config.num_hidden_layers: {len(layers)} layers with fusion_layer={fusion_layer} leave "

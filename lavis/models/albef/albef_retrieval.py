@@ -47,6 +47,11 @@ class AlbefRetrieval(AlbefContrastive):
             :class:`~lavis.models.albef.contrastive.AlbefContrastive`'s.
     """
 
+    image_queue: torch.Tensor
+    text_queue: torch.Tensor
+    idx_queue: torch.Tensor
+    queue_ptr: torch.Tensor
+
     def __init__(
         self,
         vision_config: Mapping[str, Any],
@@ -110,8 +115,9 @@ class AlbefRetrieval(AlbefContrastive):
 
         with torch.no_grad():
             self.momentum.update(self)
+            momentum_text: Any = self.get_submodule("text_encoder_m")
             image_feat_m = self.image_feat(self.encode_image(image, momentum=True), momentum=True)
-            text_feat_m = self.text_feat(self.text_encoder_m.forward_text(ids, mask), momentum=True)
+            text_feat_m = self.text_feat(momentum_text.forward_text(ids, mask), momentum=True)
             image_feat_all = torch.cat([image_feat_m.t(), self.image_queue.clone()], dim=1)
             text_feat_all = torch.cat([text_feat_m.t(), self.text_queue.clone()], dim=1)
             if self.use_distill:

@@ -123,7 +123,7 @@ class AlbefVQA(AlbefBase):
             with torch.no_grad():
                 states_m, _ = self.encode_questions(samples, momentum=True)
                 states_m = states_m.repeat_interleave(n_answers, 0)
-                logits_m = self.text_decoder_m(ans_ids, ans_mask, states_m, q_mask)
+                logits_m = self.get_submodule("text_decoder_m")(ans_ids, ans_mask, states_m, q_mask)
                 soft = F.softmax(logits_m[:, :-1, :].float(), dim=-1)
             alpha = rampup_alpha(self.alpha, samples, epochs=1)
         losses = self.answer_losses(logits, ans_ids, soft, alpha)

@@ -117,7 +117,7 @@ class AlbefBase(BaseModel):
     # -- building blocks ------------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor, momentum: bool = False) -> torch.Tensor:
         """ViT states [B, 1 + patches, vision_width] of normalized images [B, 3, H, W]."""
-        encoder = self.get_submodule("visual_encoder_m" if momentum else "visual_encoder")
+        encoder: Any = self.get_submodule("visual_encoder_m" if momentum else "visual_encoder")
         return encoder.forward_features(image.to(self.device))
 
     def tokenize(self, texts: list[str], pad_to_max: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +145,8 @@ class AlbefBase(BaseModel):
             return state_dict
         ours = set(self.state_dict())
         mlm = any(k.startswith(convert._MLM_PREFIXES) for k in state_dict)
-        positions = int(self.visual_encoder.pos_embed.shape[1])
+        vit: Any = self.visual_encoder
+        positions = int(vit.pos_embed.shape[1])
         converted = convert.lavis_to_ours(state_dict, ours, positions)
         return ConvertedStateDict(
             converted, layout="LAVIS", original_name=lambda k: convert.ours_key_to_lavis(k, mlm)

@@ -121,7 +121,7 @@ class TextEmbeddings(nn.Module):
 class _Layers(nn.Module):
     """Holds ``layer`` so that parameter names read ``encoder.layer.{i}`` as in BERT."""
 
-    def __init__(self, layers: list[nn.Module]):
+    def __init__(self, layers: Sequence[nn.Module]):
         super().__init__()
         self.layer = nn.ModuleList(layers)
 
