@@ -11,6 +11,7 @@ bert-base-uncased vocabulary), loads LAVIS' ``{"model": state_dict}`` with ``mod
 
 * ``albef_feature_extractor`` (from the pre-training checkpoint, as LAVIS' ``base`` type): image,
   text and multimodal features and their projections, ITC similarities, ITM logits;
+* ``albef_pretrain`` (the whole pre-training checkpoint): ITC similarities, ITM logits;
 * ``albef_retrieval``: the i2t and t2i score matrices of LAVIS' ``compute_sim_matrix`` (ITC, top-k
   re-ranked by ITM), rebuilt from our ``encode_for_retrieval`` and ``rerank``;
 * ``albef_vqa``: the training loss, every candidate answer's score, rank-mode answers;
@@ -112,6 +113,16 @@ def main() -> int:
                           ref["itc_sim"], atol))
         rows.append(close("ITM logits", fe.itm_logits(image_states, text_states, mask), ref["itm_logits"], atol))
         del fe
+
+        # the same checkpoint, whole (LM head, momentum copies, queues), into albef_pretrain
+        pt = build("albef_pretrain", "base", ref_dir / "lavis_albef_pretrain.pth", vocab, shapes,
+                   queue_size=shapes["queue_size"])
+        text_states = pt.text_encoder.forward_text(ids, mask)
+        image_states = pt.encode_image(images)
+        rows.append(close("pretrain ITC similarity", pt.image_feat(image_states) @ pt.text_feat(text_states).t(),
+                          ref["itc_sim"], atol))
+        rows.append(close("pretrain ITM logits", pt.itm_logits(image_states, text_states, mask), ref["itm_logits"], atol))
+        del pt
 
         ret = build("albef_retrieval", "coco", ref_dir / "lavis_albef_retrieval.pth", vocab, shapes,
                     queue_size=shapes["queue_size"])

@@ -6,7 +6,8 @@ transformers' ``BertLayer``), so most tensors are copied as they are. The differ
 
 * the pre-training checkpoint (``ALBEF.pth``, also the source of the feature extractor) holds the
   BERT of a masked-LM model: ``text_encoder.bert.*`` (and ``text_encoder_m.bert.*``), renamed to
-  ``text_encoder.*`` for models whose text encoder is a plain BERT;
+  ``text_encoder.*``, and its LM head ``text_encoder.cls.*``, renamed to ``mlm_head.*`` (momentum
+  copies: ``text_encoder_m.cls.*`` to ``mlm_head_m.*``);
 * ``position_ids`` buffers that LAVIS saves and our embeddings do not keep are dropped;
 * image position embeddings of another grid (224 px pre-training at 384 px) are resized
   bicubically, as LAVIS does when it loads them;
@@ -28,10 +29,11 @@ log = logging.getLogger(__name__)
 
 #: what the pre-training model has and a task model may lack (dropped, not reported)
 OPTIONAL_HEADS = (
-    "text_encoder.cls.", "text_encoder_m.", "visual_encoder_m.", "vision_proj_m.", "text_proj_m.",
+    "mlm_head.", "mlm_head_m.", "text_encoder_m.", "visual_encoder_m.", "vision_proj_m.", "text_proj_m.",
     "itm_head.", "image_queue", "text_queue", "idx_queue", "queue_ptr", "text_decoder_m.", "cls_head_m.",
 )
 _MLM_PREFIXES = ("text_encoder.bert.", "text_encoder_m.bert.")
+_MLM_HEADS = (("text_encoder.cls.", "mlm_head."), ("text_encoder_m.cls.", "mlm_head_m."))
 
 
 def is_lavis_layout(state_dict: Mapping[str, object]) -> bool:
@@ -44,7 +46,10 @@ def is_lavis_layout(state_dict: Mapping[str, object]) -> bool:
 
 def lavis_key_to_ours(key: str, our_keys: Collection[str]) -> str:
     """Our name of LAVIS key ``key``: ``text_encoder.bert.X`` becomes ``text_encoder.X`` unless the
-    model has the first name itself."""
+    model has the first name itself, ``text_encoder.cls.X`` becomes ``mlm_head.X``."""
+    for lavis, ours in _MLM_HEADS:
+        if key.startswith(lavis):
+            return ours + key[len(lavis):]
     for prefix in _MLM_PREFIXES:
         if key.startswith(prefix) and key not in our_keys:
             return prefix.removesuffix("bert.") + key[len(prefix):]
@@ -53,6 +58,9 @@ def lavis_key_to_ours(key: str, our_keys: Collection[str]) -> str:
 
 def ours_key_to_lavis(key: str, mlm_layout: bool) -> str:
     """The LAVIS name of our key ``key`` in a checkpoint of the masked-LM layout or not."""
+    for lavis, ours in _MLM_HEADS:
+        if key.startswith(ours):
+            return lavis + key[len(ours):]
     if mlm_layout:
         for prefix in _MLM_PREFIXES:
             plain = prefix.removesuffix("bert.")

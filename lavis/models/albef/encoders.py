@@ -233,6 +233,21 @@ class FusionBert(nn.Module):
         return self.run_layers(self.embeddings(input_ids), attention_mask, 0, self.num_layers, image_states)
 
 
+def tied_lm_head(bert: FusionBert) -> nn.Module:
+    """BERT's LM head (``predictions.transform``, ``predictions.decoder``, ``predictions.bias``) whose
+    output projection is ``bert``'s word embeddings and whose decoder bias is ``predictions.bias``,
+    as in LAVIS' BERT heads. ``head(hidden [B, L, D])`` -> logits [B, L, vocab]."""
+    from transformers.models.bert.modeling_bert import BertOnlyMLMHead
+
+    head = BertOnlyMLMHead(bert.config)
+    head.apply(bert._init_weights)
+    predictions = head.predictions
+    nn.init.zeros_(predictions.bias)
+    predictions.decoder.bias = predictions.bias
+    predictions.decoder.weight = bert.embeddings.word_embeddings.weight
+    return head
+
+
 class AnswerDecoder(nn.Module):
     """ALBEF's answer decoder: a causal :class:`FusionBert` (cross-attention in every layer) over the
     question's multimodal states, with BERT's LM head (tied to the word embeddings).
@@ -242,15 +257,8 @@ class AnswerDecoder(nn.Module):
 
     def __init__(self, config: Any, encoder_width: int):
         super().__init__()
-        from transformers.models.bert.modeling_bert import BertOnlyMLMHead
-
         self.bert = FusionBert(config, fusion_layer=0, encoder_width=encoder_width, causal=True)
-        self.cls = BertOnlyMLMHead(config)
-        self.cls.apply(self.bert._init_weights)
-        predictions = self.cls.predictions
-        nn.init.zeros_(predictions.bias)
-        predictions.decoder.bias = predictions.bias
-        predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        self.cls = tied_lm_head(self.bert)
 
     def forward(
         self,

@@ -228,3 +228,39 @@ def test_vqa_input_errors():
         model({**s, "answer": ["red"], "weight": torch.ones(1), "n_answers": torch.tensor([1, 1])})
     answers = model.predict_answers(s, inference_method="generate", max_len=3, min_len=2)
     assert len(answers) == 2 and all(1 <= len(a.split()) <= 3 for a in answers)
+
+
+# -- pre-training ------------------------------------------------------------------------------------------
+def test_pretrain_masking_and_ties():
+    torch.manual_seed(0)
+    model = load_model("albef_pretrain", "tiny")
+    tok = model.tokenizer
+    ids, _ = model.tokenize(CAPTIONS * 20)
+    inputs, labels = model.mask_tokens(ids, torch.Generator().manual_seed(0))
+    chosen = labels != -100
+    assert not chosen[(ids == tok.pad_token_id) | (ids == tok.cls_token_id)].any()
+    torch.testing.assert_close(labels[chosen], ids[chosen])
+    share = chosen.sum() / ((ids != tok.pad_token_id) & (ids != tok.cls_token_id)).sum()
+    assert 0.1 < share.item() < 0.2  # mlm_mask_prob 0.15
+    assert 0.7 < (inputs[chosen] == tok.mask_token_id).float().mean().item() < 0.9
+    assert (inputs[~chosen] == ids[~chosen]).all()
+    # a batch with too few tokens still masks one, so the MLM loss is defined
+    one, one_labels = model.mask_tokens(model.tokenize(["a"])[0], torch.Generator().manual_seed(0))
+    assert (one_labels != -100).sum() == 1
+    # the LM heads are tied to the word embeddings, in the momentum copy too
+    assert model.mlm_head.predictions.decoder.weight is model.text_encoder.embeddings.word_embeddings.weight
+    assert model.mlm_head_m.predictions.decoder.weight is model.text_encoder_m.embeddings.word_embeddings.weight
+
+
+def test_pretrain_round_trips_the_albef_pth_layout(tmp_path: Path):
+    torch.manual_seed(0)
+    model = load_model("albef_pretrain", "tiny", is_eval=True)
+    sd = to_lavis(model, mlm=True)
+    assert "text_encoder.cls.predictions.transform.dense.weight" in sd
+    assert "text_encoder_m.bert.encoder.layer.0.attention.self.query.weight" in sd
+    torch.save({"model": sd}, tmp_path / "ALBEF.pth")
+    torch.manual_seed(1)
+    other = load_model("albef_pretrain", "tiny", is_eval=True)
+    other.load_checkpoint(tmp_path / "ALBEF.pth")
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
