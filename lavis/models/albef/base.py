@@ -114,6 +114,13 @@ class AlbefBase(BaseModel):
         self.visual_encoder = build_vit(self.vision_config)
         self.text_encoder = FusionBert(self.text_config, fusion_layer, self.vision_width)
 
+    @classmethod
+    def validate_config(cls, cfg: Mapping[str, Any]) -> list[str]:
+        """The base checks plus unknown keys of the ``vision_config`` block (before anything is built)."""
+        problems = super().validate_config(cfg)
+        block = cfg.get("vision_config")
+        return problems + (VisionConfig.problems(block) if isinstance(block, Mapping) else [])
+
     # -- building blocks ------------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor, momentum: bool = False) -> torch.Tensor:
         """ViT states [B, 1 + patches, vision_width] of normalized images [B, 3, H, W]."""

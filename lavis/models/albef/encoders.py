@@ -35,13 +35,20 @@ class VisionConfig:
     drop_path_rate: float = 0.0
 
     @classmethod
+    def problems(cls, block: Mapping[str, Any]) -> list[str]:
+        """``model.vision_config.key: ...`` for each unknown key of ``block``."""
+        from lavis.common.schema import unknown_key
+
+        valid = [f.name for f in fields(cls)]
+        return [unknown_key("model.vision_config", str(k), valid) for k in block if k not in valid]
+
+    @classmethod
     def from_block(cls, block: Mapping[str, Any]) -> "VisionConfig":
         from lavis.common.errors import ConfigError
 
-        valid = [f.name for f in fields(cls)]
-        bad = sorted(set(block) - set(valid))
-        if bad:
-            raise ConfigError([f"model.vision_config.{k}: unknown key; valid keys: {', '.join(valid)}" for k in bad])
+        problems = cls.problems(block)
+        if problems:
+            raise ConfigError(problems)
         return cls(**dict(block))
 
 

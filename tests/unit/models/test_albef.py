@@ -199,7 +199,7 @@ def test_mismatch_names_keys_in_both_layouts(retrieval, tmp_path: Path):
 # -- errors ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, message", [
     ({"fusion_layer": 4}, "model.fusion_layer: 4 must lie between 1 and"),
-    ({"vision_config": {"depth": 2}}, "model.vision_config.depth: unknown key; valid keys: image_size"),
+    ({"vision_config": {"depth": 2}}, "model.vision_config.depth: unknown key"),
     ({"text_config": {"vocab_size": 10}}, "model.text_config.vocab_size: 10 is smaller than the tokenizer"),
 ])
 def test_config_errors(overrides, message):
@@ -207,6 +207,14 @@ def test_config_errors(overrides, message):
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         AlbefRetrieval.from_pretrained("tiny", **overrides)
+
+
+def test_config_check_reports_vision_config_keys_before_building():
+    from lavis.models.albef.albef_retrieval import AlbefRetrieval
+
+    cfg = {**AlbefRetrieval.default_config("tiny").model, "vision_config": {"image_size": 32, "widht": 64}}
+    problems = AlbefRetrieval.validate_config(cfg)
+    assert any(p.startswith("model.vision_config.widht: unknown key") and "width" in p for p in problems), problems
 
 
 def test_nlvr_needs_an_even_number_of_fusion_layers():
