@@ -26,10 +26,11 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -88,8 +89,9 @@ def vit() -> Any:
 
 
 def bert_config(layers: int, fusion_layer: int) -> Any:
-    import lavis
     from transformers import BertConfig
+
+    import lavis
 
     cfg = BertConfig.from_json_file(str(Path(lavis.__file__).parent / "configs/models/med_config_albef.json"))
     cfg.num_hidden_layers, cfg.fusion_layer = layers, fusion_layer

@@ -10,7 +10,8 @@ ViT-B/16 at 384 px, a 6 + 6 layer BERT-base).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,8 @@ ViT-B/16 at 384 px, a BERT-base with 6 text-only and 12 fusion layers).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

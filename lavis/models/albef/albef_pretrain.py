@@ -6,7 +6,8 @@ Model types: ``tiny`` (random init, in-repo vocabulary) and ``base`` (LAVIS' ``a
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

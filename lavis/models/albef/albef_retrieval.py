@@ -6,7 +6,8 @@ on COCO / Flickr30k retrieval by LAVIS; ViT-B/16 at 384 px, 6 + 6 layer BERT-bas
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -11,7 +11,8 @@ ViT-B/16 at 384 px, a 6 + 6 layer BERT-base encoder and a 6-layer decoder).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -4,7 +4,8 @@ and loading LAVIS checkpoints."""
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ and the retrieval contract (:meth:`encode_for_retrieval`, :meth:`rerank`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

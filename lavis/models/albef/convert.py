@@ -19,7 +19,7 @@ transformers' ``BertLayer``), so most tensors are copied as they are. The differ
 from __future__ import annotations
 
 import logging
-from typing import Collection, Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 

@@ -13,9 +13,10 @@ which are also LAVIS' names, so that converting checkpoints is a renaming of pre
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ class VisionConfig:
         return [unknown_key("model.vision_config", str(k), valid) for k in block if k not in valid]
 
     @classmethod
-    def from_block(cls, block: Mapping[str, Any]) -> "VisionConfig":
+    def from_block(cls, block: Mapping[str, Any]) -> VisionConfig:
         from lavis.common.errors import ConfigError
 
         problems = cls.problems(block)

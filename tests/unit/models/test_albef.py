@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models import load_model
@@ -253,7 +252,7 @@ def test_pretrain_masking_and_ties():
     assert 0.7 < (inputs[chosen] == tok.mask_token_id).float().mean().item() < 0.9
     assert (inputs[~chosen] == ids[~chosen]).all()
     # a batch with too few tokens still masks one, so the MLM loss is defined
-    one, one_labels = model.mask_tokens(model.tokenize(["a"])[0], torch.Generator().manual_seed(0))
+    _, one_labels = model.mask_tokens(model.tokenize(["a"])[0], torch.Generator().manual_seed(0))
     assert (one_labels != -100).sum() == 1
     # the LM heads are tied to the word embeddings, in the momentum copy too
     assert model.mlm_head.predictions.decoder.weight is model.text_encoder.embeddings.word_embeddings.weight
