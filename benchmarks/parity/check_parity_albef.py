@@ -16,7 +16,9 @@ bert-base-uncased vocabulary), loads LAVIS' ``{"model": state_dict}`` with ``mod
   re-ranked by ITM), rebuilt from our ``encode_for_retrieval`` and ``rerank``;
 * ``albef_vqa``: the training loss, every candidate answer's score, rank-mode answers;
 * ``albef_classification``: SNLI-VE logits and the training loss;
-* ``albef_nlvr``: NLVR2 logits.
+* ``albef_nlvr``: NLVR2 logits;
+* the key layout of each published type at its real size (built on the meta device) against LAVIS'
+  model of that size (``full_layouts.pt``): after conversion, the same keys with the same shapes.
 
 Prints a table and exits 1 on any mismatch beyond ``--atol``.
 """
@@ -64,6 +66,36 @@ def equal(what: str, ours: Any, ref: Any) -> Row:
     return (what, f"{ours} vs {ref}" if ours != ref else f"equal ({ours})", "equal", ours == ref)
 
 
+#: our published type that loads each LAVIS checkpoint (the feature extractor's source is ALBEF.pth)
+PUBLISHED = (
+    ("albef_feature_extractor", "base", "pretrain"), ("albef_pretrain", "base", "pretrain"),
+    ("albef_retrieval", "coco", "retrieval"), ("albef_vqa", "vqav2", "vqa"),
+    ("albef_classification", "ve", "classification"), ("albef_nlvr", "nlvr", "nlvr"),
+)
+
+
+def layout_rows(layouts: dict[str, dict[str, list[int]]], vocab: str) -> list[Row]:
+    """Each published type, built at its published size on the meta device, against the converted key
+    layout of LAVIS' model of that size: the same keys and shapes, i.e. a strict load of the real file."""
+    from lavis.common.registry import registry
+
+    rows = []
+    for arch, model_type, source in PUBLISHED:
+        cls = registry.get_model_class(arch)
+        with torch.device("meta"):
+            model = cls.from_pretrained(model_type, load_pretrained=False, load_finetuned=False, tokenizer=vocab)
+            fake = {k: torch.empty(shape) for k, shape in layouts[source].items()}
+            converted = model.convert_state_dict(fake)
+        ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+        theirs = {k: list(v.shape) for k, v in converted.items()}
+        missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        shapes = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+        ok = not (missing or unexpected or shapes)
+        how = f"{len(ours)} keys, shapes equal" if ok else f"missing {missing[:3]} unexpected {unexpected[:3]} shape {shapes[:3]}"
+        rows.append((f"layout {arch}/{model_type} <- LAVIS {source} (full size)", how, "equal", ok))
+    return rows
+
+
 @torch.no_grad()
 def retrieval_matrices(model: Any, images: torch.Tensor, texts: list[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """LAVIS' ``compute_sim_matrix`` scheme on our task methods: ITC similarity of all pairs, then
@@ -96,7 +128,7 @@ def main() -> int:
 
     vocab, shapes = vocab_dir(), ref["shapes"]
     images, captions = ref["images"], ref["captions"]
-    rows: list[Row] = []
+    rows: list[Row] = layout_rows(torch.load(ref_dir / "full_layouts.pt"), vocab)
     t0 = time.perf_counter()
 
     with torch.no_grad():

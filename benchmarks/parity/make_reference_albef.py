@@ -14,6 +14,8 @@ the zeros and ones of a fresh model. It writes to ``--out``:
 * ``lavis_albef_<model>.pth``: ``{"model": state_dict}`` in LAVIS' layout, for ``pretrain`` (the
   layout of ``ALBEF.pth``, the feature extractor's source), ``retrieval``, ``vqa``,
   ``classification`` (SNLI-VE) and ``nlvr``;
+* ``full_layouts.pt``: key -> shape of each of those LAVIS models at its published size, the layout
+  of the real checkpoints;
 * ``reference.pt``: the inputs, the shapes and LAVIS' outputs: feature-extractor features, ITC
   similarities and ITM logits of the pre-training model, the retrieval score matrices of LAVIS'
   ``compute_sim_matrix`` (``k_test`` = ``K_TEST``), the VQA loss and rank-mode answers, the SNLI-VE
@@ -77,11 +79,11 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
             p.add_(0.02 * torch.randn(p.shape, generator=g))
 
 
-def vit() -> Any:
+def vit(shapes: dict[str, int] = SHAPES) -> Any:
     from lavis.models.vit import VisionTransformerEncoder
 
     enc = VisionTransformerEncoder(
-        img_size=SHAPES["image_size"], patch_size=16, embed_dim=768, depth=SHAPES["vit_depth"], num_heads=12,
+        img_size=shapes["image_size"], patch_size=16, embed_dim=768, depth=shapes["vit_depth"], num_heads=12,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
     )
     enc.vision_width = 768
@@ -98,8 +100,8 @@ def bert_config(layers: int, fusion_layer: int) -> Any:
     return cfg
 
 
-def makers() -> dict[str, Any]:
-    """Builders of LAVIS' ALBEF models at SHAPES, by name (built one at a time to bound memory)."""
+def makers(shapes: dict[str, int] = SHAPES) -> dict[str, Any]:
+    """Builders of LAVIS' ALBEF models at ``shapes``, by name (built one at a time to bound memory)."""
     from lavis.models.albef_models.albef_classification import AlbefClassification
     from lavis.models.albef_models.albef_feature_extractor import AlbefFeatureExtractor
     from lavis.models.albef_models.albef_nlvr import AlbefNLVR
@@ -108,22 +110,23 @@ def makers() -> dict[str, Any]:
     from lavis.models.albef_models.albef_vqa import AlbefVQA
     from lavis.models.med import BertForMaskedLM, BertLMHeadModel, BertModel, XBertEncoder
 
-    layers, fusion = SHAPES["text_layers"], SHAPES["fusion_layer"]
-    q = SHAPES["queue_size"]
+    layers, fusion = shapes["text_layers"], shapes["fusion_layer"]
+    q = shapes["queue_size"]
+    vit_ = partial(vit, shapes)
 
     def xbert() -> Any:
         return XBertEncoder(bert_config(layers, fusion), add_pooling_layer=False)
 
     return {
-        "pretrain": lambda: AlbefPretrain(vit(), BertForMaskedLM(bert_config(layers, fusion)), queue_size=q),
-        "feature_extractor": lambda: AlbefFeatureExtractor(vit(), BertForMaskedLM(bert_config(layers, fusion))),
-        "retrieval": lambda: AlbefRetrieval(vit(), xbert(), queue_size=q),
-        "vqa": lambda: AlbefVQA(vit(), xbert(), BertLMHeadModel(bert_config(SHAPES["decoder_layers"], 0)),
+        "pretrain": lambda: AlbefPretrain(vit_(), BertForMaskedLM(bert_config(layers, fusion)), queue_size=q),
+        "feature_extractor": lambda: AlbefFeatureExtractor(vit_(), BertForMaskedLM(bert_config(layers, fusion))),
+        "retrieval": lambda: AlbefRetrieval(vit_(), xbert(), queue_size=q),
+        "vqa": lambda: AlbefVQA(vit_(), xbert(), BertLMHeadModel(bert_config(shapes["decoder_layers"], 0)),
                                 max_txt_len=25),
-        "classification": lambda: AlbefClassification(vit(), xbert(), num_classes=3, max_txt_len=40),
+        "classification": lambda: AlbefClassification(vit_(), xbert(), num_classes=3, max_txt_len=40),
         # NLVR2: LAVIS shares the cross-attention keys/values of fusion layers 6+2i and 7+2i (i < 6),
         # so its text encoder has 6 text-only and 12 fusion layers, fixed: kept at that depth.
-        "nlvr": lambda: AlbefNLVR(vit(), BertModel(bert_config(18, 6), add_pooling_layer=False), num_classes=2,
+        "nlvr": lambda: AlbefNLVR(vit_(), BertModel(bert_config(18, 6), add_pooling_layer=False), num_classes=2,
                                   max_txt_len=40),
     }
 
@@ -249,9 +252,30 @@ def reference(vocab_dir: str, out: Path) -> dict[str, Any]:
     return ref
 
 
+#: LAVIS' published sizes (its YAMLs): the pre-training model at 224 px, the task models at 384 px
+FULL = {"image_size": 384, "vit_depth": 12, "text_layers": 12, "fusion_layer": 6, "decoder_layers": 6,
+        "queue_size": 65536}
+
+
+def full_layouts(vocab_dir: str) -> dict[str, dict[str, list[int]]]:
+    """Key -> shape of each LAVIS model at its published size (LAVIS' ViT cannot be built on the meta
+    device, so each is built, read and dropped in turn): the layout of the real checkpoints, which
+    our published model types must load strictly."""
+    layouts = {}
+    for name in ("pretrain", "retrieval", "vqa", "classification", "nlvr"):
+        shapes = {**FULL, "image_size": 224} if name == "pretrain" else FULL
+        with lavis_tokenizer(vocab_dir):
+            model = makers(shapes)[name]()
+        layouts[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
+        del model
+        print(f"LAVIS {name} at its published size: {len(layouts[name])} keys", flush=True)
+    return layouts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="output/parity/albef", help="output folder")
+    ap.add_argument("--layouts-only", action="store_true", help="write full_layouts.pt only")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -259,6 +283,9 @@ def main() -> None:
     from make_reference import bert_vocab_dir
 
     t0 = time.perf_counter()
+    torch.save(full_layouts(bert_vocab_dir()), out / "full_layouts.pt")
+    if args.layouts_only:
+        return
     ref = reference(bert_vocab_dir(), out)
     torch.save(ref, out / "reference.pt")
     print(f"models, checkpoints and reference outputs in {time.perf_counter() - t0:.1f}s -> {out / 'reference.pt'}")
