@@ -24,6 +24,16 @@ setup(
     include_package_data=True,
     package_data={"lavis": ["configs/**/*.yaml", "assets/**/*"]},
     install_requires=read_requirements("requirements.txt"),
-    extras_require={"dev": read_requirements("requirements-dev.txt")},
-    entry_points={"console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate"]},
+    extras_require={
+        "dev": read_requirements("requirements-dev.txt"),
+        "quant": ["torchao>=0.18"],  # quantize.py: torchao's quantized tensors (docs/quantization.md)
+        # the lmms-eval bridge (lavis/integrations/lmms_eval.py); its tests skip without it
+        "lmms-eval": ["lmms-eval>=0.7.3"],
+    },
+    entry_points={
+        "console_scripts": ["lavis-train=lavis.cli:console_train", "lavis-evaluate=lavis.cli:console_evaluate",
+                            "lavis-quantize=lavis.quantization.cli:console_quantize"],
+        # lmms-eval finds its model "lavis" here (python -m lmms_eval --model lavis ...)
+        "lmms_eval.models": ["lavis=lavis.integrations.lmms_eval:manifest"],
+    },
 )

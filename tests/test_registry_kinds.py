@@ -16,6 +16,8 @@ from PIL import Image
 
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from lavis.tasks.base_task import BaseTask
+from tests.unit.datasets.benchmark_formats import BENCHMARK_LAYOUTS, benchmark_fixture
 from tests.unit.datasets.real_formats import LAYOUTS, builder_fixture
 
 
@@ -79,6 +81,14 @@ def shapes_caption_fixture(tmp_path: Path) -> dict:
                            "generator": {"image_size": 32, "num_train": 4, "num_val": 2, "num_test": 2}}}
 
 
+def web_shards_fixture(tmp_path: Path) -> dict:
+    from tests.unit.datasets.web_shards import write_shards
+
+    write_shards(tmp_path / "shards")
+    return {"build_info": {"shards": {"storage": str(tmp_path / "shards")}},
+            "vis_processor": {"train": {"image_size": 32}}}
+
+
 #: a builder name -> its config overrides on small fixture files (written under tmp_path)
 BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "shapes_caption": shapes_caption_fixture,
@@ -87,11 +97,17 @@ BUILDER_FIXTURES: dict[str, Callable[[Path], dict]] = {
     "shapes_vqa_chat": shapes_caption_fixture,
     "shapes_vqa_preference": shapes_caption_fixture,
     "shapes_vqa_grpo": shapes_caption_fixture,
+    **{name: web_shards_fixture for name in ("cc3m", "cc12m", "laion400m")},
+    "shapes_retrieval": shapes_caption_fixture,
+    "shapes_vqa": shapes_caption_fixture,
+    # the vision-language benchmarks: their published files (tests/unit/datasets/benchmark_formats.py)
+    **{name: benchmark_fixture(name) for name in BENCHMARK_LAYOUTS},
 }
 
 
 @pytest.mark.parametrize("name", registry.list_datasets())
-def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path):
+def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAVIS_CACHE_HOME", str(tmp_path / "cache"))  # indexes and markers stay in the test
     assert name in BUILDER_FIXTURES, f"builder {name} has no fixture; add one to BUILDER_FIXTURES in this file"
     cls = registry.get_builder_class(name)
     types = sorted(cls.DATASET_CONFIG_DICT)
@@ -100,8 +116,9 @@ def test_every_builder_builds_every_split_of_a_fixture(name, tmp_path):
         shipped = cls.default_config(dtype).datasets[name]
         cfg = OmegaConf.merge(shipped, BUILDER_FIXTURES[name](tmp_path / dtype))
         assert cls.validate_config(OmegaConf.to_container(cfg, resolve=True), f"datasets.{name}") == []
-        splits = cls(cfg).build_datasets()
-        assert splits and set(splits) == set(cfg.build_info.annotations)
+        builder = cls(cfg)
+        splits = builder.build_datasets()
+        assert splits and set(splits) == set(builder.splits())
         for split, dataset in splits.items():
             assert len(dataset) > 0, (name, dtype, split)
             batch = dataset.collater([dataset[i] for i in range(min(2, len(dataset)))])
@@ -182,17 +199,47 @@ def post_training_fixture(task: str, dataset: str, **run: Any) -> Callable[[Path
     return make
 
 
+def contract_task_fixture(task: str, arch: str, dataset: str, **run: Any) -> Callable[[Path], dict]:
+    """A task on one of the contract test models of tests/helpers/contract_models.py (registered for
+    the test by the toy_models fixture below) and a shapes or real-format fixture data set."""
+
+    def make(tmp_path: Path) -> dict:
+        data = shapes_caption_fixture(tmp_path) if dataset.startswith("shapes") else builder_fixture(dataset)(tmp_path / "default")
+        return {"model": {"arch": arch, "model_type": "tiny"}, "datasets": {dataset: data},
+                "run": {"task": task, "output_dir": str(tmp_path / "out"), **run}}
+
+    return make
+
+
+@pytest.fixture
+def toy_models():
+    from tests.helpers.contract_models import register_toy_models, unregister
+
+    added = register_toy_models()
+    yield
+    unregister(added)
+
+
 #: a task name -> an experiment config on a tiny model and fixture data
 TASK_FIXTURES: dict[str, Callable[[Path], dict]] = {
+    "retrieval": contract_task_fixture("retrieval", "toy_retrieval", "shapes_retrieval", k_test=10),
+    "vqa": contract_task_fixture("vqa", "toy_vqa", "shapes_vqa", inference_method="rank"),
+    "classification": contract_task_fixture("classification", "toy_classifier", "imagenet"),
+    "multimodal_classification": contract_task_fixture("multimodal_classification", "toy_classifier", "snli_ve"),
     "captioning": captioning_fixture,
     "sft": post_training_fixture("sft", "shapes_vqa_chat"),
     "dpo": post_training_fixture("dpo", "shapes_vqa_preference"),
     "grpo": post_training_fixture("grpo", "shapes_vqa_grpo", num_generations=2, rewards=["answer_accuracy"]),
+    "benchmark": lambda tmp_path: {  # trains on ScienceQA-IMG's train split, validates on its test split
+        "model": {"arch": "llava", "model_type": "tiny"},
+        "datasets": {"scienceqa_img": benchmark_fixture("scienceqa_img")(tmp_path)},
+        "run": {"task": "benchmark", "max_new_tokens": 3, "output_dir": str(tmp_path / "out")},
+    },
 }
 
 
 @pytest.mark.parametrize("name", registry.list_tasks())
-def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_path):
+def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_path, toy_models):
     assert name in TASK_FIXTURES, f"task {name} has no fixture; add an experiment config to TASK_FIXTURES"
     torch.manual_seed(0)
     cfg = Config.from_dict(TASK_FIXTURES[name](tmp_path))
@@ -212,6 +259,15 @@ def test_every_task_builds_trains_one_step_and_validates_one_batch(name, tmp_pat
     model.eval()
     split = next(s for s in datasets[data_name] if s not in cfg.run.train_splits)
     evalset = datasets[data_name][split]
+    if type(task).evaluation is not BaseTask.evaluation:  # tasks that prepare a split (answer list, class
+        from torch.utils.data import DataLoader  # prompts) or score it whole (retrieval): the fixture split
+
+        loader = DataLoader(evalset, batch_size=2, collate_fn=evalset.collater)
+        results = task.evaluation(model, loader, progress=False)
+        metrics = task.after_evaluation(results, split, 0, evalset)
+        assert results and all(task.result_id_key in r for r in results)
+        assert 0 <= metrics["agg_metrics"] <= 100
+        return
     results = task.valid_step(model, evalset.collater([evalset[i] for i in range(2)]))
     assert len(results) == 2 and all(task.result_id_key in r for r in results)
 
@@ -229,3 +285,38 @@ def test_dpo_rewards_and_margins_reach_metrics_jsonl(tmp_path):
     steps = [e["values"] for e in read_metrics(tmp_path / "out") if e["split"] == "train"]
     assert steps and all({"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(v) for v in steps)
     assert all(0.0 <= v["rewards/accuracies"] <= 1.0 and math.isfinite(v["rewards/margins"]) for v in steps)
+
+
+# -- quantization methods -----------------------------------------------------------------------
+class _TinySeam(torch.nn.Module):
+    """The parts of the model seam quantization reads: a language model and an LM head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.language_model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.GELU(), torch.nn.Linear(96, 64))
+        self.lm_head = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.language_model(x))
+
+
+@pytest.mark.parametrize("name", registry.list_quantizers())
+def test_every_quantizer_quantizes_the_language_model_in_each_of_its_schemes(name):
+    from lavis.common.quant_schema import QuantizationConfig
+    from lavis.quantization.quantize import quantize_model
+
+    for scheme in registry.get_quantizer_class(name).schemes:
+        torch.manual_seed(0)
+        model = _TinySeam().eval()
+        x = torch.randn(256, 64)
+        x[:, :2] *= 10.0  # two outlier channels
+        with torch.no_grad():
+            ref = model(x)
+        group = 32 if scheme == "w4a16" else 0
+        record = quantize_model(model, QuantizationConfig(method=name, scheme=scheme, group_size=group),
+                                batches=[x[:128], x[128:]], step=model)
+        assert sorted(record["layers"]) == ["language_model.0", "language_model.2"]
+        assert type(model.lm_head.weight) is torch.nn.Parameter  # skipped by default
+        with torch.no_grad():
+            error = ((model(x) - ref).norm() / ref.norm()).item()
+        assert 0 < error < (0.1 if scheme == "w4a16" else 0.02), (scheme, error)

@@ -45,6 +45,21 @@ ANSWERS = ["red", "blue", "two", "square", "circle"]
 
 #: extra or replaced keys of an arch's training ``samples``: ``(batch, image_size, generator) -> dict``
 ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] = {
+    # pairs 0 and 2 show the same image: positives of each other in ITC, never hard negatives
+    "blip_retrieval": lambda batch, size, g: {"image_id": torch.arange(batch) % 2},
+    # two images per sentence, and whether the sentence is true of them
+    "blip_nlvr": lambda batch, size, g: {
+        "image0": torch.randn(batch, 3, size, size, generator=g),
+        "image1": torch.randn(batch, 3, size, size, generator=g),
+        "label": torch.arange(batch) % 2,
+    },
+    # question i has i + 1 answers (weights summing to 1 per question)
+    "blip_vqa": lambda batch, size, g: {
+        "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(batch)],
+        "answer": [ANSWERS[(i + j) % len(ANSWERS)] for i in range(batch) for j in range(i + 1)],
+        "weight": torch.cat([torch.full((i + 1,), 1.0 / (i + 1)) for i in range(batch)]),
+        "n_answers": torch.arange(1, batch + 1),
+    },
     # texts of one image are ITC positives of each other: images 0 and 1 share an id
     "albef_retrieval": lambda b, size, g: {"image_id": torch.arange(b) // 2},
     "albef_feature_extractor": lambda b, size, g: {"image_id": torch.arange(b) // 2},

@@ -11,6 +11,7 @@ built.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lavis.common import lavis_compat
 from lavis.common.errors import ConfigError, describe_unknown
+from lavis.common.quant_schema import QuantizationConfig, validate_quantization
 from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
 from lavis.common.schema import dataclass_fields, merge_dict_configs, plain_dict
@@ -27,7 +29,7 @@ from lavis.common.schema import matches as _matches
 from lavis.common.schema import type_name as _type_name
 from lavis.common.schema import unknown_key as _unknown_key
 
-TOP_LEVEL_KEYS = ("model", "datasets", "run")
+TOP_LEVEL_KEYS = ("model", "datasets", "run", "quantization")
 DATASET_KEYS = {"type", "build_info", "vis_processor", "text_processor"}
 
 
@@ -39,15 +41,19 @@ def _fields_of(schemas: Sequence[type]) -> dict[str, dataclasses.Field]:
 
 
 def run_schema_for(task_name: str | None) -> type:
-    """The run dataclass for ``task_name``: :class:`RunConfig` plus the task's ``run_schema``."""
+    """The run dataclass for ``task_name``: :class:`RunConfig` plus the task's ``run_schema``
+    (one class per schema, so run configs of the same task compare equal)."""
     extra = None
     if task_name is not None and task_name in registry.tasks:
         extra = registry.get_task_class(task_name).run_schema
     if extra is None:
         return RunConfig
-    return dataclasses.make_dataclass(
-        f"RunConfig_{task_name}", [], bases=(extra, RunConfig)
-    )
+    return _combined_run_schema(extra)
+
+
+@functools.cache
+def _combined_run_schema(extra: type) -> type:
+    return dataclasses.make_dataclass(f"RunConfig_{extra.__name__}", [], bases=(extra, RunConfig))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +175,8 @@ def validate(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
         _validate_model(cfg["model"], problems)
     if "datasets" in cfg:
         _validate_datasets(cfg["datasets"], problems)
+    if "quantization" in cfg:
+        problems.extend(validate_quantization(cfg["quantization"], cfg.get("datasets")))
     if "run" not in cfg:
         problems.append("run: missing; an experiment config needs a run section (at least run.task)")
     else:
@@ -261,6 +269,12 @@ class Config:
         run_obj = OmegaConf.to_object(self._cfg.run)
         assert isinstance(run_obj, RunConfig)  # run_schema_for always subclasses RunConfig
         self._run = run_obj
+        self._quantization: QuantizationConfig | None = None
+        if cfg.get("quantization") is not None:
+            self._cfg.quantization = merge_dict_configs(OmegaConf.structured(QuantizationConfig), cfg.quantization)
+            quant = OmegaConf.to_object(self._cfg.quantization)
+            assert isinstance(quant, QuantizationConfig)
+            self._quantization = quant
 
     @classmethod
     def from_file(cls, cfg_path: str | os.PathLike, options: Sequence[str] | None = None) -> "Config":
@@ -295,6 +309,11 @@ class Config:
         """The validated ``run`` section as an instance of :func:`run_schema_for` its task: a
         :class:`RunConfig` with the task's extra fields, plain Python values (lists, dicts)."""
         return self._run
+
+    @property
+    def quantization(self) -> QuantizationConfig | None:
+        """The validated ``quantization`` section (``quantize.py``), or ``None`` without one."""
+        return self._quantization
 
     # LAVIS-style names
     model_cfg = model

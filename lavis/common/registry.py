@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lavis.datasets.builders.base_builder import BaseDatasetBuilder
     from lavis.models.base_model import BaseModel
     from lavis.processors.base_processor import BaseProcessor
+    from lavis.quantization.base import QuantMethod
     from lavis.runners.base_runner import BaseRunner
     from lavis.tasks.base_task import BaseTask
 
@@ -278,6 +279,10 @@ class _RegistryFacade:
         self.rewards: Registry[Callable[..., Any]] = Registry(
             "reward", None, decorator="register_reward", attr="rewards", locations=("lavis.rewards",),
         )
+        self.quantizers: Registry[type[QuantMethod]] = Registry(
+            "quantization method", "lavis.quantization.base:QuantMethod", decorator="register_quantizer",
+            attr="quantizers", locations=("lavis.quantization",),
+        )
         self.kinds: dict[str, Registry[Any]] = {
             "models": self.models,
             "processors": self.processors,
@@ -286,6 +291,7 @@ class _RegistryFacade:
             "runners": self.runners,
             "lr_schedulers": self.lr_schedulers,
             "rewards": self.rewards,
+            "quantizers": self.quantizers,
         }
 
     def add_kind(self, attr: str, registry: Registry[Any]) -> Registry[Any]:
@@ -371,6 +377,16 @@ class _RegistryFacade:
 
     def list_rewards(self) -> list[str]:
         return self.rewards.names()
+
+    # quantization methods (post-training quantization)
+    def register_quantizer(self, name: str) -> Callable[[type[QuantMethod]], type[QuantMethod]]:
+        return self.quantizers.register(name)
+
+    def get_quantizer_class(self, name: str) -> type[QuantMethod]:
+        return self.quantizers.get(name)
+
+    def list_quantizers(self) -> list[str]:
+        return self.quantizers.names()
 
 
 registry = _RegistryFacade()

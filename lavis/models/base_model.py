@@ -209,11 +209,17 @@ class BaseModel(nn.Module):
         unwrapped and foreign layouts go through :meth:`convert_state_dict`. With ``strict`` (the
         default) missing or unexpected keys raise :class:`CheckpointError` listing both (also by
         their names in the checkpoint's own layout when it was converted). ``source`` (the URL the
-        file came from) is named in messages.
+        file came from) is named in messages. A quantized model written by ``quantize.py`` (see
+        :mod:`lavis.quantization.storage`) loads with its quantized layers.
         """
         from lavis.common.checkpoint import load_state_dict_file
+        from lavis.quantization.storage import quantized_state, read_record
 
-        state_dict = self.convert_state_dict(load_state_dict_file(path))
+        record = read_record(path)  # a quantized model (quantize.py) brings its torchao tensors
+        if record is None:
+            state_dict = self.convert_state_dict(load_state_dict_file(path))
+        else:
+            state_dict = quantized_state(self, path, record)
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if strict and (missing or unexpected):
             where = f"{path} (from {source})" if source else str(path)

@@ -376,9 +376,10 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ),
 )
 
+from lavis.datasets.download.benchmarks import benchmark_specs
 from lavis.datasets.download.webscale import WEB_DATASETS
 
-ALL_DATASETS: tuple[DatasetSpec, ...] = DATASETS + WEB_DATASETS
+ALL_DATASETS: tuple[DatasetSpec, ...] = DATASETS + WEB_DATASETS + benchmark_specs(COCO_VAL2014)
 
 
 def dataset_names() -> list[str]:

@@ -11,7 +11,6 @@ Model types: ``tiny`` (random init, a few layers, in-repo vocabulary; for tests 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
@@ -21,6 +20,7 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel, ModelOutput
 from lavis.models.blip.beam_scoring import LENGTH_NORMALIZATIONS, LengthNormalization, lavis_beam_scoring
+from lavis.models.blip.parts import check_config_fields, text_config_for_tokenizer
 from lavis.models.blip.tokenizer import load_blip_tokenizer
 
 # State-dict keys of tied tensors: (alias, source). Checkpoints may hold only the source.
@@ -29,16 +29,6 @@ _TIED_KEYS = (
     ("blip.text_decoder.cls.predictions.decoder.bias", "blip.text_decoder.cls.predictions.bias"),
 )
 _HF_PREFIXES = ("vision_model.", "text_decoder.")
-
-
-def _check_fields(kind: str, given: Mapping[str, Any], config_cls: type) -> None:
-    valid = {f.name for f in dataclasses.fields(config_cls)}
-    bad = sorted(set(given) - valid)
-    if bad:
-        raise ConfigError(
-            [f"model.{kind}.{k}: not a field of transformers.{config_cls.__name__}" for k in bad]
-            + [f"valid model.{kind} keys: {', '.join(sorted(valid))}"]
-        )
 
 
 @registry.register_model("blip_caption")
@@ -93,24 +83,13 @@ class BlipCaption(BaseModel):
             )
         self.length_normalization: LengthNormalization = length_normalization
         vision_config, text_config = dict(vision_config), dict(text_config)
-        _check_fields("vision_config", vision_config, BlipVisionConfig)
-        _check_fields("text_config", text_config, BlipTextConfig)
+        check_config_fields("vision_config", vision_config, BlipVisionConfig)
+        check_config_fields("text_config", text_config, BlipTextConfig)
 
         self.tokenizer = load_blip_tokenizer(tokenizer)
         tok = self.tokenizer
-        vocab_size = text_config.setdefault("vocab_size", len(tok))
-        if vocab_size < len(tok):
-            raise ConfigError(
-                [f"model.text_config.vocab_size: {vocab_size} is smaller than the tokenizer ({len(tok)} tokens "
-                 f"with [DEC] and [ENC]); set it to {len(tok)} or remove it"]
-            )
-        text_config.update(
-            bos_token_id=tok.bos_token_id,
-            pad_token_id=tok.pad_token_id,
-            sep_token_id=tok.sep_token_id,
-            eos_token_id=tok.sep_token_id,
-            label_smoothing=float(label_smoothing),
-        )
+        text_config = text_config_for_tokenizer(text_config, tok)
+        text_config["label_smoothing"] = float(label_smoothing)
         self.blip = BlipForConditionalGeneration(BlipConfig(vision_config=vision_config, text_config=text_config))
 
         self.prompt = prompt

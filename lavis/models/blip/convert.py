@@ -188,3 +188,77 @@ def ours_to_lavis(state_dict: Mapping[str, torch.Tensor], *, position_ids: bool 
         n = out["text_decoder.bert.embeddings.position_embeddings.weight"].shape[0]
         out[POSITION_IDS] = torch.arange(n, dtype=torch.long).unsqueeze(0)
     return out
+
+
+# -- image-text archs (blip_image_text_matching, blip_feature_extractor, blip_retrieval, ...) ------
+# Their modules sit at the top level, named as in transformers' BLIP models (``vision_model``,
+# ``text_encoder``, ``vision_proj``, ``text_proj``, ``itm_head``, so that Hub checkpoints load as
+# they are); of LAVIS' names only the ViTs are renamed (with the rules above). The momentum copies
+# keep LAVIS' ``_m`` suffix; queues, ``temp`` and the text modules keep their LAVIS names.
+_VISION_PAIRS = (("visual_encoder.", "vision_model."), ("visual_encoder_m.", "vision_model_m."))
+#: top-level modules, parameters and buffers of LAVIS' BLIP models (our names)
+LAVIS_TOP_LEVEL = frozenset({
+    "vision_model", "vision_model_m", "text_encoder", "text_encoder_m", "text_decoder", "vision_proj",
+    "vision_proj_m", "text_proj", "text_proj_m", "itm_head", "cls_head", "image_queue", "text_queue",
+    "idx_queue", "queue_ptr", "temp",
+})
+
+
+def image_text_key_from_lavis(key: str) -> str:
+    """Our name, in the image-text archs, of LAVIS state-dict key ``key``."""
+    for src, dst in _VISION_PAIRS:
+        if key.startswith(src):
+            tail = key[len(src):]
+            return dst + (_rename(tail, _LAVIS_TO_OURS) or tail)
+    return key
+
+
+def image_text_key_to_lavis(key: str) -> str:
+    """The LAVIS name of our image-text arch key ``key`` (inverse of :func:`image_text_key_from_lavis`)."""
+    for src, dst in _VISION_PAIRS:
+        if key.startswith(dst):
+            tail = key[len(dst):]
+            return src + (_rename(tail, _OURS_TO_LAVIS) or tail)
+    return key
+
+
+def lavis_to_image_text(
+    state_dict: Mapping[str, torch.Tensor], own_top_level: set[str], num_image_positions: int | None = None
+) -> dict[str, torch.Tensor]:
+    """A LAVIS BLIP state dict (retrieval, ITM, feature extractor, VQA, NLVR, pre-training) renamed
+    to our image-text archs' keys.
+
+    Args:
+        state_dict: the checkpoint's state dict (the value under ``"model"``).
+        own_top_level: the top-level names of the model that loads it. LAVIS modules the model does
+            not have (a pre-training checkpoint's decoder and momentum encoders, say) are left out
+            and logged; names LAVIS' models do not have are kept, for the strict loader to report.
+        num_image_positions: the model's image positions (1 + patches); position embeddings of
+            another grid are resized to it.
+    """
+    out: dict[str, torch.Tensor] = {}
+    skipped = set()
+    for key, value in state_dict.items():
+        new_key = image_text_key_from_lavis(key)
+        top = new_key.split(".")[0]
+        if top in LAVIS_TOP_LEVEL and top not in own_top_level:
+            skipped.add(top)
+            continue
+        if new_key.endswith("embeddings.position_embedding") and num_image_positions is not None:
+            value = resize_position_embedding(value, num_image_positions)
+        out[new_key] = value
+    if skipped:
+        log.info("left out LAVIS modules this model does not have: %s", sorted(skipped))
+    return out
+
+
+def image_text_to_lavis(state_dict: Mapping[str, torch.Tensor], *, position_ids: bool = True) -> dict[str, torch.Tensor]:
+    """Our image-text arch state dict in LAVIS' layout (for fixtures and exports); with
+    ``position_ids`` the int64 ``embeddings.position_ids`` buffer LAVIS' text modules carry is added."""
+    out = {image_text_key_to_lavis(k): v for k, v in state_dict.items()}
+    if position_ids:
+        for key in list(out):
+            if key.endswith("embeddings.position_embeddings.weight"):
+                n = out[key].shape[0]
+                out[key.replace("position_embeddings.weight", "position_ids")] = torch.arange(n).unsqueeze(0)
+    return out

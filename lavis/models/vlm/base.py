@@ -15,6 +15,8 @@ batching                      ``process_batch_conv(conversations, images, phase)
 inputs                        ``multimodal_keywords``, ``non_generate_params``, ``processing_keywords``
 generation                    ``default_generation_kwargs``, ``generate(samples, **kw)``,
                               ``generate_ids``
+likelihood                    ``reply_loglikelihoods`` (benchmarks, lmms-eval's
+                              ``loglikelihood``), ``option_loglikelihoods`` (multiple choice)
 ============================  =====================================================================
 
 A family whose transformers classes follow the usual layout needs only a subclass that names them
@@ -407,6 +409,61 @@ class HFVisionLanguageModel(BaseModel):
             logps = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             extras = {"token_logps": logps * mask, "loss_mask": mask}
         return ModelOutput(loss=loss, extras=extras)
+
+    # -- likelihoods ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def reply_loglikelihoods(
+        self, conversations: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]] | None,
+        replies: Sequence[str],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """How likely the model finds each reply as the assistant's answer to its conversation.
+
+        Each conversation ends with a user turn; ``replies[i]`` is appended as the assistant turn
+        and its tokens (as the chat template renders them, end-of-turn token included) are scored.
+
+        Returns:
+            ``(logps, greedy)``, both [N]: the sum of the reply tokens' log-probabilities, and
+            whether greedy decoding would produce exactly those tokens.
+        """
+        convs = [[*c, {"role": "assistant", "content": r}] for c, r in zip(conversations, replies, strict=True)]
+        batch = self.batch_inputs({"conversations": convs, "images": list(images) if images is not None else None},
+                                  "train")
+        labels = batch.pop("labels")
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self.hf_model(**batch, use_cache=False).logits[:, :-1].float()
+        finally:
+            self.train(was_training)
+        target = labels[:, 1:]
+        mask = target != -100
+        logps = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        greedy = (logits.argmax(-1) == target) | ~mask
+        return (logps * mask).sum(-1).cpu(), greedy.all(-1).cpu()
+
+    def option_loglikelihoods(
+        self, samples: Mapping[str, Any], options: Sequence[Sequence[str]], batch_size: int | None = None,
+    ) -> list[torch.Tensor]:
+        """Per sample, a tensor [K_i] of the log-likelihood of each of its ``K_i`` options as the
+        reply (:meth:`reply_loglikelihoods`); the highest is the model's choice.
+
+        ``samples``: ``conversations`` (each ending with a user turn) and ``images``, as for
+        :meth:`generate`. The options of all samples are scored together, ``batch_size``
+        conversations at a time (all at once by default).
+        """
+        convs, imgs = self.samples_to_conversations(samples)
+        flat = [(i, opt) for i, opts in enumerate(options) for opt in opts]
+        if len(options) != len(convs):
+            raise ValueError(f"{len(convs)} samples but {len(options)} option lists")
+        step = batch_size or max(len(flat), 1)
+        scores: list[torch.Tensor] = []
+        for start in range(0, len(flat), step):
+            chunk = flat[start:start + step]
+            logps, _ = self.reply_loglikelihoods([convs[i] for i, _ in chunk], [imgs[i] for i, _ in chunk],
+                                                 [opt for _, opt in chunk])
+            scores.append(logps)
+        every = torch.cat(scores) if scores else torch.zeros(0)
+        return list(every.split([len(o) for o in options]))
 
     # -- generation -----------------------------------------------------------------------------
     @property

@@ -102,3 +102,9 @@ def test_the_command_line_exits_with_status_2_and_one_message(tmp_path):
     assert "error:" in proc.stderr and "run.max_iters: runner_iter needs" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() and not cache.exists()  # no data generated, no output folder
+
+
+def test_run_schema_is_one_class_per_task_so_run_configs_compare_equal():
+    assert run_schema_for("captioning") is run_schema_for("captioning")
+    cls = run_schema_for("captioning")
+    assert cls(output_dir="x") == cls(output_dir="x")

@@ -1,0 +1,1 @@
+"""Bridges to other evaluation and training toolkits (optional extras)."""

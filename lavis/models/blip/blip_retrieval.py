@@ -1,0 +1,174 @@
+"""BLIP image-text retrieval (``blip_retrieval``): ITC with momentum distillation and queues, plus
+ITM with hard negatives, as LAVIS' ``blip_retrieval`` trains it.
+
+Inference (``encode_for_retrieval``, ``rerank``, ``extract_features``) is that of
+:class:`~lavis.models.blip.image_text.BlipImageTextMatching`. Training adds, as LAVIS does:
+
+* momentum copies of the ViT, text encoder and both projections (``*_m``), moved towards the
+  model by ``momentum`` after each step's update, and queues of their last ``queue_size`` image and
+  text embeddings with the image ids they show (``image_queue``, ``text_queue``, ``idx_queue``);
+* ITC of the model's embeddings against the momentum embeddings of the batch and the queue, with
+  targets ``alpha * softmax(momentum similarities) + (1 - alpha) * ground truth``; the ground truth
+  spreads over every column that shows the row's image (by ``samples["image_id"]``);
+* ``alpha`` ramped up linearly over the first two epochs when the samples carry ``epoch``,
+  ``iters`` and ``num_iters_per_epoch`` (LAVIS' ramp), else used as it is;
+* ITM with one hard negative image per text and one hard negative text per image, drawn from the
+  in-batch ITC similarities (negatives come from the same rank, LAVIS' default
+  ``negative_all_rank=False``); under DDP the queues take every rank's embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lavis.common.dist import get_world_size
+from lavis.common.errors import ConfigError
+from lavis.common.registry import registry
+from lavis.models.base_model import ModelOutput
+from lavis.models.blip.image_text import BlipFeatureExtractor, itc_targets, soft_cross_entropy
+
+
+def gather_all(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` of every rank concatenated along dim 0 (no gradient); ``tensor`` itself on one process."""
+    if get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    torch.distributed.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+@registry.register_model("blip_retrieval")
+class BlipRetrieval(BlipFeatureExtractor):
+    """BLIP retrieval model (LAVIS ``blip_retrieval``: types ``coco`` and ``flickr``).
+
+    Args (besides :class:`~lavis.models.blip.image_text.BlipFeatureExtractor`'s: the network, the
+    ITM head and the learned temperature ``temp``):
+        queue_size: embeddings kept in each queue (LAVIS: 57600).
+        alpha: weight of the momentum model's soft targets in the ITC targets.
+        momentum: of the momentum encoders' moving average.
+    """
+
+    TASK_METHODS = ("extract_features", "encode_for_retrieval", "rerank")
+    image_queue: torch.Tensor  # [embed_dim, queue_size], L2-normalised columns
+    text_queue: torch.Tensor  # [embed_dim, queue_size]
+    idx_queue: torch.Tensor  # [1, queue_size] image ids (-100: empty)
+    queue_ptr: torch.Tensor  # [1] the next column to write
+
+    def __init__(
+        self,
+        vision_config: Mapping[str, Any],
+        text_config: Mapping[str, Any],
+        tokenizer: str = "bert-base-uncased",
+        embed_dim: int = 256,
+        max_txt_len: int = 35,
+        queue_size: int = 57600,
+        alpha: float = 0.4,
+        momentum: float = 0.995,
+    ):
+        super().__init__(vision_config, text_config, tokenizer, embed_dim, max_txt_len)
+        if queue_size < 1 or not 0.0 <= alpha <= 1.0 or not 0.0 <= momentum <= 1.0:
+            raise ConfigError(
+                [f"model: queue_size must be >= 1 and alpha, momentum in [0, 1]; got queue_size={queue_size}, "
+                 f"alpha={alpha}, momentum={momentum}"]
+            )
+        self.vision_model_m = copy.deepcopy(self.vision_model)
+        self.text_encoder_m = copy.deepcopy(self.text_encoder)
+        self.vision_proj_m = copy.deepcopy(self.vision_proj)
+        self.text_proj_m = copy.deepcopy(self.text_proj)
+        for module in self.momentum_pairs():
+            module[1].requires_grad_(False)
+        self.register_buffer("image_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer("text_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
+        self.register_buffer("idx_queue", torch.full((1, queue_size), -100, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.queue_size = int(queue_size)
+        self.alpha = float(alpha)
+        self.momentum = float(momentum)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(module, its momentum copy) for the ViT, the text encoder and both projections."""
+        return [
+            (self.vision_model, self.vision_model_m),
+            (self.text_encoder, self.text_encoder_m),
+            (self.vision_proj, self.vision_proj_m),
+            (self.text_proj, self.text_proj_m),
+        ]
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``p_m <- momentum * p_m + (1 - momentum) * p`` for every momentum parameter."""
+        for model, model_m in self.momentum_pairs():
+            for p, p_m in zip(model.parameters(), model_m.parameters()):
+                p_m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, image_id: torch.Tensor) -> None:
+        """Write the (every rank's) momentum embeddings [B, D] and image ids [B] at the queue pointer,
+        wrapping around, and move the pointer on."""
+        image_feat, text_feat, image_id = gather_all(image_feat), gather_all(text_feat), gather_all(image_id)
+        n = image_feat.shape[0]
+        if n > self.queue_size:
+            raise ValueError(f"a step's {n} pairs (all ranks) do not fit the queue of {self.queue_size}; raise queue_size")
+        ptr = int(self.queue_ptr)
+        cols = (ptr + torch.arange(n, device=image_feat.device)) % self.queue_size
+        self.image_queue[:, cols] = image_feat.t()
+        self.text_queue[:, cols] = text_feat.t()
+        self.idx_queue[:, cols] = image_id.view(1, -1)
+        self.queue_ptr[0] = (ptr + n) % self.queue_size
+
+    def current_alpha(self, samples: Mapping[str, Any]) -> float:
+        """``alpha`` ramped over the first 2 epochs when ``samples`` carry ``epoch``, ``iters`` and
+        ``num_iters_per_epoch`` (LAVIS), else ``alpha``."""
+        if all(k in samples for k in ("epoch", "iters", "num_iters_per_epoch")):
+            done = samples["epoch"] * samples["num_iters_per_epoch"] + samples["iters"]
+            return self.alpha * min(1.0, done / (2 * samples["num_iters_per_epoch"]))
+        return self.alpha
+
+    def forward(self, samples: dict[str, Any]) -> ModelOutput:
+        """ITC (momentum distillation over the queues) + ITM (hard negatives) loss.
+
+        Args:
+            samples: ``"image"`` [B, 3, H, W]; ``"text_input"`` B texts; ``"image_id"`` [B] (int) the
+                image each pair shows (pairs of one image are positives of each other, also in the
+                queue); optional ``"epoch"``, ``"iters"``, ``"num_iters_per_epoch"`` for the ramp.
+
+        Returns:
+            ``loss`` = ``loss_itc + loss_itm``; both are in ``extras``.
+        """
+        if "image_id" not in samples:
+            raise ValueError("blip_retrieval's forward needs samples['image_id'] [B]: the image each pair shows")
+        image_id = torch.as_tensor(samples["image_id"]).view(-1).long().to(self.device)
+        alpha = self.current_alpha(samples)
+        temp = self.temperature()
+        image_embeds = self.encode_image(samples["image"])
+        image_feat = self.image_feat(image_embeds)
+        text = self.tokenize(samples["text_input"], padding="max_length")
+        text_feat = self.text_feat(self.encode_text(text.input_ids, text.attention_mask))
+
+        targets = itc_targets(image_id, len(image_id), torch.cat([image_id, self.idx_queue.view(-1)]))
+        with torch.no_grad():
+            self.momentum_update()
+            image_embeds_m = self.vision_model_m(pixel_values=samples["image"].to(self.device)).last_hidden_state
+            image_feat_m = F.normalize(self.vision_proj_m(image_embeds_m[:, 0, :]), dim=-1)
+            text_embeds_m = self.text_encoder_m(input_ids=text.input_ids, attention_mask=text.attention_mask).last_hidden_state
+            text_feat_m = F.normalize(self.text_proj_m(text_embeds_m[:, 0, :]), dim=-1)
+            image_feat_m_all = torch.cat([image_feat_m.t(), self.image_queue.clone()], dim=1)
+            text_feat_m_all = torch.cat([text_feat_m.t(), self.text_queue.clone()], dim=1)
+            targets_i2t = alpha * F.softmax(image_feat_m @ text_feat_m_all / temp, dim=1) + (1 - alpha) * targets
+            targets_t2i = alpha * F.softmax(text_feat_m @ image_feat_m_all / temp, dim=1) + (1 - alpha) * targets
+        sim_i2t = image_feat @ text_feat_m_all / temp
+        sim_t2i = text_feat @ image_feat_m_all / temp
+        loss_itc = (soft_cross_entropy(sim_i2t, targets_i2t) + soft_cross_entropy(sim_t2i, targets_t2i)) / 2
+        self.enqueue(image_feat_m, text_feat_m, image_id)
+
+        with torch.no_grad():
+            in_batch = image_feat @ text_feat.t() / temp
+        loss_itm, _ = self.itm_loss(
+            image_embeds, text.input_ids, text.attention_mask, in_batch, in_batch.t(), image_id
+        )
+        return ModelOutput(loss=loss_itc + loss_itm, extras={"loss_itc": loss_itc.detach(), "loss_itm": loss_itm.detach()})

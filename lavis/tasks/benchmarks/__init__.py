@@ -1,0 +1,1 @@
+"""Benchmark evaluation of vision-language models (MME, POPE, MMBench, ScienceQA-IMG, TextVQA)."""
