@@ -22,7 +22,7 @@ CAPTIONS = ["a small red circle", "two blue stars above a large green square", "
 
 
 def images(n: int = 3, seed: int = 7) -> torch.Tensor:
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_pretrain_layout_into_feature_extractor(retrieval, tmp_path: Path):
     """ALBEF.pth holds a masked-LM BERT (text_encoder.bert.*), its head, momentum encoders and queues."""
     sd = to_lavis(retrieval, mlm=True)
     sd["text_encoder.cls.predictions.bias"] = torch.zeros(3)
-    # a 224 px checkpoint grid (2x2 patches here) is resized to the model's 4x4
+    # a 224 px checkpoint grid (2x2 patches here) is resized to the model's 8x8
     sd["visual_encoder.pos_embed"] = torch.randn(1, 5, 64)
     path = tmp_path / "pretrain.pth"
     torch.save({"model": sd}, path)
@@ -177,7 +177,7 @@ def test_pretrain_layout_into_feature_extractor(retrieval, tmp_path: Path):
     fe.load_checkpoint(path)
     torch.testing.assert_close(fe.text_encoder.embeddings.word_embeddings.weight,
                                retrieval.text_encoder.embeddings.word_embeddings.weight)
-    assert fe.visual_encoder.pos_embed.shape == (1, 17, 64)
+    assert fe.visual_encoder.pos_embed.shape == (1, 65, 64)
     assert not any(k.endswith("_m") or "queue" in k for k, _ in fe.named_buffers())
 
 
