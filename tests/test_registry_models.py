@@ -61,6 +61,22 @@ ARCH_SAMPLES: dict[str, Callable[[int, int, torch.Generator], dict[str, Any]]] =
         "weight": torch.cat([torch.full((i + 1,), 1.0 / (i + 1)) for i in range(batch)]),
         "n_answers": torch.arange(1, batch + 1),
     },
+    # texts of one image are ITC positives of each other: images 0 and 1 share an id
+    "albef_retrieval": lambda b, size, g: {"image_id": torch.arange(b) // 2},
+    "albef_feature_extractor": lambda b, size, g: {"image_id": torch.arange(b) // 2},
+    # question i has 1 + i % 2 weighted answers, flattened
+    "albef_vqa": lambda b, size, g: {
+        "text_input": [QUESTIONS[i % len(QUESTIONS)] for i in range(b)],
+        "answer": [ANSWERS[(i + j) % len(ANSWERS)] for i in range(b) for j in range(1 + i % 2)],
+        "weight": torch.tensor([1.0 / (1 + i % 2) for i in range(b) for _ in range(1 + i % 2)]),
+        "n_answers": torch.tensor([1 + i % 2 for i in range(b)]),
+    },
+    "albef_classification": lambda b, size, g: {"label": torch.randint(0, 3, (b,), generator=g)},
+    "albef_nlvr": lambda b, size, g: {
+        "image0": torch.randn(b, 3, size, size, generator=g),
+        "image1": torch.randn(b, 3, size, size, generator=g),
+        "label": torch.randint(0, 2, (b,), generator=g),
+    },
 }
 
 
