@@ -19,11 +19,14 @@ between settings.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from torch import nn
 
 from lavis.common.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "ATTN_IMPLEMENTATIONS",
@@ -60,12 +63,10 @@ def _load(path: str) -> type:
     return cls
 
 
-def _outermost_pretrained(model: nn.Module) -> Iterator[nn.Module]:
+def _outermost_pretrained(model: nn.Module) -> Iterator["PreTrainedModel"]:
     """The transformers ``PreTrainedModel`` submodules of ``model`` not nested in another one."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:  # pragma: no cover - transformers is a core dependency
-        return
+    from transformers import PreTrainedModel
+
     stack = [model]
     while stack:
         module = stack.pop()

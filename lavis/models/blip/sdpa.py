@@ -53,7 +53,7 @@ class SdpaBlipTextSelfAttention(BlipTextSelfAttention):
     them back from the cache after that.
     """
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
