@@ -214,7 +214,9 @@ class TrainRunnerBase(BaseRunner):
                 find_unused_parameters=self.run_cfg.find_unused_parameters,
             )
         if self.run_cfg.compile and self._compiled is None:
-            self._compiled = torch.compile(self._ddp if self._ddp is not None else self.model)
+            compiled = torch.compile(self._ddp if self._ddp is not None else self.model)
+            assert isinstance(compiled, torch.nn.Module)  # compiling a module gives an OptimizedModule
+            self._compiled = compiled
 
     @property
     def train_sampler(self) -> ResumableDistributedSampler:
