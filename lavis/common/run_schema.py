@@ -50,9 +50,10 @@ class RunConfig:
     output_dir: str = "output/run"  # checkpoints, metrics.jsonl, config.yaml, TensorBoard events
     seed: int = _sensitive(42)
     device: str = "auto"  # auto: cuda when available, else cpu
-    amp: str = _sensitive("none")  # none | auto (bf16 where supported) | bf16 | fp16 (GPU only)
+    amp: str = _sensitive("auto")  # auto (bf16 where supported, else fp32) | none (fp32) | bf16 | fp16 (GPU only)
     dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    compile: bool = False  # torch.compile the model for training steps (off: not measured faster end to end)
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
 
     # data

@@ -24,6 +24,7 @@ from lavis.common.errors import CheckpointError, UnknownNameError
 from lavis.common.paths import package_path
 from lavis.common.registry import init_arg_names
 from lavis.common.schema import load_dict_config, merge_dict_configs, plain_dict
+from lavis.models.runtime import RUNTIME_MODEL_KEYS, apply_runtime_options, runtime_option_problems
 from lavis.zoo.entries import PIN_KEYS
 
 # Keys of a ``model`` config block that are not constructor arguments: names, weight sources and
@@ -148,6 +149,7 @@ class BaseModel(nn.Module):
         problems = [unknown_key("model", str(k), valid) for k in cfg if k not in valid]
         names = cls.init_arg_names()
         problems += check_call_arguments({k: v for k, v in cfg.items() if k in names}, cls.__init__, "model")
+        problems += runtime_option_problems({k: v for k, v in cfg.items() if k in RUNTIME_MODEL_KEYS and k not in names})
         for key, path in cls.NESTED_CONFIGS.items():
             block = cfg.get(key)
             if isinstance(block, Mapping):
@@ -156,9 +158,11 @@ class BaseModel(nn.Module):
 
     @classmethod
     def config_keys(cls) -> set[str]:
-        """Every key a ``model`` config block may hold: constructor arguments plus reserved keys
-        (names, weight sources and their pins); config validation asks the class for these."""
-        return cls.init_arg_names() | RESERVED_MODEL_KEYS
+        """Every key a ``model`` config block may hold: constructor arguments, reserved keys (names,
+        weight sources and their pins) and the runtime keys of every arch (``attn_implementation``,
+        ``gradient_checkpointing``: see :mod:`lavis.models.runtime`); config validation asks the
+        class for these."""
+        return cls.init_arg_names() | RESERVED_MODEL_KEYS | set(RUNTIME_MODEL_KEYS)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | DictConfig) -> "BaseModel":
@@ -166,7 +170,9 @@ class BaseModel(nn.Module):
 
         The weights are resolved once, before the network is built (fetched, or found missing with
         the command that fetches them; see :func:`lavis.zoo.resolve.resolve_config_weights`), and
-        the local file is loaded with :meth:`load_checkpoint_file`.
+        the local file is loaded with :meth:`load_checkpoint_file`. The runtime keys that are not
+        constructor arguments (``attn_implementation``, default ``sdpa``; ``gradient_checkpointing``,
+        default off) are applied last, by :func:`lavis.models.runtime.apply_runtime_options`.
         """
         params = plain_dict(cfg)
         from lavis.zoo.resolve import resolve_config_weights
@@ -176,6 +182,7 @@ class BaseModel(nn.Module):
         model = cls(**{k: v for k, v in params.items() if k in names})
         if weights is not None:
             model.load_checkpoint_file(weights)
+        apply_runtime_options(model, params, str(params.get("arch", cls.__name__)), handled=names)
         return model
 
     @classmethod

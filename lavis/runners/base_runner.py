@@ -149,6 +149,7 @@ class TrainRunnerBase(BaseRunner):
         self._last_saved_step: int | None = None
         self.logger: MetricLogger | None = None
         self._ddp: DistributedDataParallel | None = None
+        self._compiled: torch.nn.Module | None = None  # torch.compile of the training view (run.compile)
         self._train_loader: DataLoader | None = None
         self._train_sampler: ResumableDistributedSampler | None = None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
@@ -198,7 +199,9 @@ class TrainRunnerBase(BaseRunner):
     # ------------------------------------------------------------------------------------------
     @property
     def train_model(self) -> torch.nn.Module:
-        """The model given to ``task.train_step``: DDP-wrapped when distributed."""
+        """The model given to ``task.train_step``: DDP-wrapped when distributed, compiled with ``run.compile``."""
+        if self._compiled is not None:
+            return self._compiled
         return self._ddp if self._ddp is not None else self.model
 
     def _wrap_ddp(self) -> None:
@@ -210,6 +213,10 @@ class TrainRunnerBase(BaseRunner):
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.run_cfg.find_unused_parameters,
             )
+        if self.run_cfg.compile and self._compiled is None:
+            compiled = torch.compile(self._ddp if self._ddp is not None else self.model)
+            assert isinstance(compiled, torch.nn.Module)  # compiling a module gives an OptimizedModule
+            self._compiled = compiled
 
     @property
     def train_sampler(self) -> ResumableDistributedSampler:
@@ -300,6 +307,7 @@ class TrainRunnerBase(BaseRunner):
     def _close(self) -> None:
         # Free the DDP wrapper (and its reducer's pending work) while the process group still exists:
         # destroying it after destroy_process_group, or at interpreter exit, can abort the process.
+        self._compiled = None
         if self._ddp is not None:
             self._ddp = None
             gc.collect()

@@ -24,7 +24,7 @@ TIMING_KEYS = ("samples_per_s", "s_per_step")
 
 def write_config(path: Path, **run: Any) -> Path:
     """A toy experiment config (JSON is YAML) with the given run keys."""
-    run = {"task": "toy_task", "device": "cpu", "progress_bar": False, "tensorboard": False, "log_freq": 1,
+    run = {"task": "toy_task", "device": "cpu", "amp": "none", "progress_bar": False, "tensorboard": False, "log_freq": 1,
            "init_lr": 1e-2, "warmup_steps": 2, "warmup_lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.01,
            "valid_splits": ["val"], "test_splits": ["test"], **run}
     path.write_text(json.dumps({"run": run}, indent=1))

@@ -164,8 +164,10 @@ class ToyConfig(Config):
         self._run = OmegaConf.to_object(run)
 
 
+# amp none: the runner's mechanics (accumulation, resume, DDP) are checked in exact fp32 arithmetic;
+# bf16 autocast (what the default run.amp=auto picks on bf16 hardware) has its own tests
 TEST_DEFAULTS: dict[str, Any] = {
-    "task": "toy_task", "device": "cpu", "progress_bar": False, "tensorboard": False, "log_freq": 1,
+    "task": "toy_task", "device": "cpu", "amp": "none", "progress_bar": False, "tensorboard": False, "log_freq": 1,
     "batch_size_train": 8, "batch_size_eval": 16, "init_lr": 1e-2, "weight_decay": 0.01,
     "warmup_steps": 2, "warmup_lr": 1e-3, "min_lr": 1e-4, "valid_splits": ["val"], "test_splits": ["test"],
 }
