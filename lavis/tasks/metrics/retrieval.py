@@ -21,14 +21,17 @@ def topk_chunked(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int =
     """The ``k`` keys most similar to each query (dot product), ``chunk`` queries at a time.
 
     ``queries``: ``[Q, D]``, ``keys``: ``[K, D]``. Returns ``(scores, indices)``, both ``[Q, min(k, K)]``,
-    best first. Memory is ``chunk x K`` scores at a time, never ``Q x K``.
+    best first. Memory is ``chunk x K`` scores at a time, never ``Q x K``. Similarities are computed
+    in fp32 even under autocast (bf16 would tie and reorder close candidates).
     """
     if queries.shape[-1] != keys.shape[-1]:
         raise MetricError(f"query and key embeddings differ in size: {tuple(queries.shape)} vs {tuple(keys.shape)}")
     k = min(k, keys.shape[0])
     scores, indices = [], []
+    queries, keys = queries.float(), keys.float()
     for start in range(0, queries.shape[0], chunk):
-        sims = queries[start : start + chunk] @ keys.T
+        with torch.autocast(queries.device.type, enabled=False):
+            sims = queries[start : start + chunk] @ keys.T
         s, i = sims.topk(k, dim=1)
         scores.append(s)
         indices.append(i)
