@@ -126,7 +126,9 @@ def quantize_run(cfg: "Config") -> dict[str, Any]:
 
 def write_load_config(cfg: "Config", weights: Path, path: Path) -> Path:
     """The experiment config without its ``quantization`` section and with ``model.finetuned`` at
-    the quantized weights: ``evaluate.py --cfg-path`` it to score the saved model."""
+    the quantized weights: ``evaluate.py --cfg-path`` it to score the saved model. Its ``run.amp``
+    is ``none``: quantize.py scores in fp32 (no autocast), so the written config reproduces the
+    report's scores."""
     from omegaconf import OmegaConf
 
     from lavis.common.io import atomic_write_text
@@ -135,6 +137,7 @@ def write_load_config(cfg: "Config", weights: Path, path: Path) -> Path:
     plain.pop("quantization", None)
     plain["model"].update(finetuned=str(weights.resolve()), load_finetuned=True, load_pretrained=False)
     plain["run"]["output_dir"] = str(path.parent / "eval")
+    plain["run"]["amp"] = "none"
     atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(plain)), path)
     return path
 
