@@ -25,7 +25,7 @@ def test_dpo_with_lora_under_ddp_matches_one_process(tmp_path):
            "datasets": {"shapes_vqa_preference": {"build_info": {
                "storage": str(tmp_path / "shapes"),
                "generator": {"seed": 0, "image_size": 32, "num_train": 4, "num_val": 2, "num_test": 2}}}},
-           "run": {"task": "dpo", "beta": 0.1, "device": "cpu", "num_workers": 0, "max_epoch": 1, "init_lr": 1e-3,
+           "run": {"task": "dpo", "beta": 0.1, "device": "cpu", "amp": "none", "num_workers": 0, "max_epoch": 1, "init_lr": 1e-3,
                    "warmup_steps": 0, "valid_splits": [], "test_splits": [], "progress_bar": False,
                    "tensorboard": False, "check_replicas_every": 1}}
     path = tmp_path / "dpo.yaml"
