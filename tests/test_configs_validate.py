@@ -60,3 +60,50 @@ def test_blip_eval_configs_follow_the_lavis_recipes() -> None:
     local = Config.from_file(REPO / "projects/blip/caption_nocaps_eval.yaml",
                              ["run.test_splits=[val]", "run.report_metric=true"])
     assert list(local.run.test_splits) == ["val"] and local.run.report_metric is True
+
+
+# LAVIS 1.0.2's lavis/projects/<family>/ values: (init_lr, min_lr, weight_decay, max_epoch, batch_size_train, batch_size_eval)
+FINETUNE_RECIPES = {
+    "projects/blip/retrieval_coco_ft.yaml": (2e-5, 0.0, 0.04, 6, 32, 128),
+    "projects/blip/retrieval_flickr_ft.yaml": (1e-5, 0.0, 0.05, 6, 32, 64),
+    "projects/blip/vqav2_ft.yaml": (2e-5, 0.0, 0.05, 10, 16, 64),
+    "projects/blip/okvqa_ft.yaml": (3e-5, 1e-5, 0.02, 7, 16, 16),
+    "projects/blip/aokvqa_ft.yaml": (2e-5, 1e-5, 0.02, 7, 16, 16),
+    "projects/blip/nlvr_ft.yaml": (2.5e-5, 0.0, 0.05, 15, 16, 64),
+    "projects/albef/retrieval_coco_ft.yaml": (1e-5, 1e-6, 0.05, 5, 32, 64),
+    "projects/albef/retrieval_flickr_ft.yaml": (1e-5, 1e-6, 0.02, 10, 32, 64),
+    "projects/albef/vqav2_ft.yaml": (2e-5, 1e-6, 0.02, 8, 32, 64),
+    "projects/albef/okvqa_ft.yaml": (2e-5, 1e-6, 0.02, 6, 16, 16),
+    "projects/albef/aokvqa_ft.yaml": (2e-5, 1e-6, 0.02, 6, 16, 16),
+    "projects/albef/snli_ve_ft.yaml": (2e-5, 0.0, 0.05, 10, 32, 64),
+    "projects/albef/nlvr_ft.yaml": (2e-5, 1e-6, 0.02, 10, 16, 64),
+    "projects/albef/pretrain.yaml": (3e-4, 1e-6, 0.05, 20, 64, 64),
+}
+
+
+@pytest.mark.parametrize("path", sorted(FINETUNE_RECIPES))
+def test_finetune_configs_carry_the_lavis_recipe(path: str) -> None:
+    run = Config.from_file(REPO / path).run
+    assert (run.init_lr, run.min_lr, run.weight_decay, run.max_epoch, run.batch_size_train,
+            run.batch_size_eval) == FINETUNE_RECIPES[path]
+    assert run.lr_sched == ("lavis_step_lr" if path.endswith("pretrain.yaml") else "lavis_cosine_lr")
+    assert run.evaluate is False and list(run.train_splits) == ["train"]
+
+
+def test_retrieval_vqa_and_pretrain_specifics() -> None:
+    k = {p: Config.from_file(REPO / p).run.k_test for p in (
+        "projects/blip/retrieval_coco_ft.yaml", "projects/blip/retrieval_flickr_eval.yaml",
+        "projects/albef/retrieval_coco_ft.yaml", "projects/albef/retrieval_coco_eval.yaml")}
+    assert list(k.values()) == [256, 128, 256, 128]
+    vqa = Config.from_file(REPO / "projects/blip/vqav2_ft.yaml")
+    assert (vqa.run.inference_method, vqa.run.num_ans_candidates) == ("rank", 128)
+    assert vqa.datasets.vqav2.vis_processor.train.image_size == 480 and vqa.model.load_finetuned is False
+    nlvr = Config.from_file(REPO / "projects/albef/nlvr_ft.yaml").run
+    assert (nlvr.warmup_lr, nlvr.warmup_steps, list(nlvr.valid_splits)) == (1e-5, 650, ["dev"])
+    pre = Config.from_file(REPO / "projects/albef/pretrain.yaml")
+    assert (pre.run.warmup_lr, pre.run.warmup_steps, pre.run.lr_decay_rate) == (1e-6, 3000, 0.9)
+    assert pre.model.vision_config.image_size == 256 and set(pre.datasets) == {"coco", "cc3m", "cc12m"}
+    assert all(pre.datasets[d].vis_processor.train.image_size == 256 for d in pre.datasets)
+    assert all(pre.datasets[d].text_processor.train.prompt == "" for d in pre.datasets)
+    clip = Config.from_file(REPO / "projects/clip/retrieval_coco_eval.yaml")
+    assert clip.model.model_type == "ViT-L-14-336" and clip.datasets.coco.vis_processor.eval.image_size == 336
