@@ -11,7 +11,7 @@ ViT-B/16 at 384 px, a 6 + 6 layer BERT-base).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +38,41 @@ def distilled_cross_entropy(
     return (1 - alpha) * ce + alpha * soft
 
 
+class HeadClassifier(AlbefBase):
+    """An ALBEF arch with a trained classification head: subclasses give ``logits(samples, momentum)``;
+    training is cross entropy distilled from the momentum model's logits (``alpha`` ramped up over
+    ``ALPHA_RAMPUP_EPOCHS`` when ``samples`` carry the epoch)."""
+
+    TASK_METHODS = ("predict_class",)
+    ALPHA_RAMPUP_EPOCHS: ClassVar[int] = 1
+    momentum: Momentum | None
+    alpha: float
+
+    def logits(self, samples: Mapping[str, Any], momentum: bool = False) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, samples: dict[str, Any]) -> ModelOutput:
+        """``samples``: the images and ``text_input`` the arch reads, ``label`` [B] class ids."""
+        labels = torch.as_tensor(samples["label"], device=self.device)
+        logits = self.logits(samples)
+        logits_m = None
+        if self.momentum is not None:
+            with torch.no_grad():
+                self.momentum.update(self)
+                logits_m = self.logits(samples, momentum=True)
+        alpha = rampup_alpha(self.alpha, samples, epochs=self.ALPHA_RAMPUP_EPOCHS)
+        loss = distilled_cross_entropy(logits, labels, logits_m, alpha)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        return ModelOutput(loss=loss, extras={"accuracy": accuracy.detach()})
+
+    @torch.no_grad()
+    def predict_class(self, samples: dict[str, Any], class_names: list[str] | None = None) -> torch.Tensor:
+        """Logits [B, num_classes]; ``class_names`` is ignored (the head is trained)."""
+        return self.logits(samples)
+
+
 @registry.register_model("albef_classification")
-class AlbefClassification(AlbefBase):
+class AlbefClassification(HeadClassifier):
     """ALBEF image-text classifier.
 
     Args:
@@ -51,7 +84,6 @@ class AlbefClassification(AlbefBase):
             epoch when ``samples`` carry ``epoch``, ``iters``, ``num_iters_per_epoch``).
     """
 
-    TASK_METHODS = ("predict_class",)
 
     def __init__(
         self,
@@ -79,21 +111,3 @@ class AlbefClassification(AlbefBase):
         image_states = self.encode_image(samples["image"], momentum=momentum)
         states = self.get_submodule("text_encoder" + suffix)(ids, mask, image_states)
         return self.get_submodule("cls_head" + suffix)(states[:, 0, :])
-
-    def forward(self, samples: dict[str, Any]) -> ModelOutput:
-        """``samples``: ``image`` [B, 3, H, W], ``text_input`` B hypotheses, ``label`` [B] class ids."""
-        labels = torch.as_tensor(samples["label"], device=self.device)
-        logits = self.logits(samples)
-        logits_m = None
-        if self.momentum is not None:
-            with torch.no_grad():
-                self.momentum.update(self)
-                logits_m = self.logits(samples, momentum=True)
-        loss = distilled_cross_entropy(logits, labels, logits_m, rampup_alpha(self.alpha, samples, epochs=1))
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return ModelOutput(loss=loss, extras={"accuracy": accuracy.detach()})
-
-    @torch.no_grad()
-    def predict_class(self, samples: dict[str, Any], class_names: list[str] | None = None) -> torch.Tensor:
-        """Logits [B, num_classes]; ``class_names`` is ignored (the head is trained)."""
-        return self.logits(samples)

@@ -18,13 +18,12 @@ import torch
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
-from lavis.models.albef.albef_classification import classification_head, distilled_cross_entropy
-from lavis.models.albef.base import AlbefBase, Momentum, rampup_alpha
-from lavis.models.base_model import ModelOutput
+from lavis.models.albef.albef_classification import HeadClassifier, classification_head
+from lavis.models.albef.base import Momentum
 
 
 @registry.register_model("albef_nlvr")
-class AlbefNLVR(AlbefBase):
+class AlbefNLVR(HeadClassifier):
     """ALBEF for NLVR2.
 
     Args:
@@ -36,7 +35,7 @@ class AlbefNLVR(AlbefBase):
             momentum model's text encoder is the momentum copy (LAVIS 1.0.2 runs the online one there).
     """
 
-    TASK_METHODS = ("predict_class",)
+    ALPHA_RAMPUP_EPOCHS = 2
 
     def __init__(
         self,
@@ -75,21 +74,3 @@ class AlbefNLVR(AlbefBase):
         states = self.encode_image(torch.cat([samples["image0"], samples["image1"]], dim=0), momentum=momentum)
         text = self.get_submodule("text_encoder" + suffix)(ids, mask, [states[:b], states[b:]])
         return self.get_submodule("cls_head" + suffix)(text[:, 0, :])
-
-    def forward(self, samples: dict[str, Any]) -> ModelOutput:
-        """``samples``: ``image0``, ``image1`` [B, 3, H, W], ``text_input`` B statements, ``label`` [B]."""
-        labels = torch.as_tensor(samples["label"], device=self.device)
-        logits = self.logits(samples)
-        logits_m = None
-        if self.momentum is not None:
-            with torch.no_grad():
-                self.momentum.update(self)
-                logits_m = self.logits(samples, momentum=True)
-        loss = distilled_cross_entropy(logits, labels, logits_m, rampup_alpha(self.alpha, samples, epochs=2))
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        return ModelOutput(loss=loss, extras={"accuracy": accuracy.detach()})
-
-    @torch.no_grad()
-    def predict_class(self, samples: dict[str, Any], class_names: list[str] | None = None) -> torch.Tensor:
-        """Logits [B, 2] (false, true); ``class_names`` is ignored (the head is trained)."""
-        return self.logits(samples)
