@@ -124,6 +124,21 @@ def test_tiny_forward_backward(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_tiny_trains_under_bf16_autocast(arch):
+    """``run.amp: auto`` (the default) trains under bf16 autocast on CPUs that support it: the loss
+    and every gradient stay finite, and buffers the step writes (queues) keep their dtype."""
+    torch.manual_seed(0)
+    model = load_model(arch, "tiny")
+    buffers = {n: b.dtype for n, b in model.named_buffers()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(make_samples(arch, 3)).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert {n: b.dtype for n, b in model.named_buffers()} == buffers
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_declared_task_methods_are_exactly_those_the_class_has(arch):
     cls = registry.get_model_class(arch)
     unknown = set(cls.TASK_METHODS) - set(TASK_METHOD_NAMES)

@@ -114,9 +114,10 @@ class BlipRetrieval(BlipFeatureExtractor):
             raise ValueError(f"a step's {n} pairs (all ranks) do not fit the queue of {self.queue_size}; raise queue_size")
         ptr = int(self.queue_ptr)
         cols = (ptr + torch.arange(n, device=image_feat.device)) % self.queue_size
-        self.image_queue[:, cols] = image_feat.t()
-        self.text_queue[:, cols] = text_feat.t()
-        self.idx_queue[:, cols] = image_id.view(1, -1)
+        # (under bf16 autocast the features are bf16; the queues stay fp32)
+        self.image_queue[:, cols] = image_feat.t().to(self.image_queue.dtype)
+        self.text_queue[:, cols] = text_feat.t().to(self.text_queue.dtype)
+        self.idx_queue[:, cols] = image_id.view(1, -1).to(self.idx_queue.dtype)
         self.queue_ptr[0] = (ptr + n) % self.queue_size
 
     def current_alpha(self, samples: Mapping[str, Any]) -> float:
