@@ -18,7 +18,8 @@ Model types: ``tiny`` (random init, in-repo vocabulary) and ``base`` (LAVIS' ``b
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -82,7 +83,9 @@ class BlipPretrain(BlipRetrieval):
             prompted = (input_ids[:, 1:n] == prompt).all(dim=1)
         return caption_labels(input_ids, self.tokenizer.pad_token_id, n, prompted)
 
-    def lm_loss(self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def lm_loss(
+        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean label-smoothed cross entropy over the scored tokens (as LAVIS) of the decoder reading
         ``[DEC] text`` (``input_ids`` [B, L] with ``[CLS]`` first, replaced here) and attending to
         ``image_embeds`` [B, N, width]; also returns the number of scored tokens."""

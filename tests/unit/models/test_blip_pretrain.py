@@ -99,7 +99,8 @@ def test_encoder_and_decoder_share_all_but_self_attention():
     # the LM head stays tied to the (shared) word embeddings; the momentum encoder is a copy
     assert m.text_decoder.cls.predictions.decoder.weight is enc.embeddings.word_embeddings.weight
     assert m.text_encoder_m.embeddings.word_embeddings.weight is not enc.embeddings.word_embeddings.weight
-    torch.testing.assert_close(m.text_encoder_m.embeddings.word_embeddings.weight, enc.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(m.text_encoder_m.embeddings.word_embeddings.weight,
+                               enc.embeddings.word_embeddings.weight)
     # a change to one shows in the other
     with torch.no_grad():
         enc.encoder.layer[0].crossattention.self.query.weight.add_(1.0)
@@ -121,7 +122,8 @@ def test_one_step_moves_the_momentum_copies_by_ema():
     watched = [
         (m.text_encoder.encoder.layer[0].crossattention.self.value.weight,  # shared with the decoder
          m.text_encoder_m.encoder.layer[0].crossattention.self.value.weight),
-        (m.text_encoder.encoder.layer[1].attention.self.query.weight, m.text_encoder_m.encoder.layer[1].attention.self.query.weight),
+        (m.text_encoder.encoder.layer[1].attention.self.query.weight,
+         m.text_encoder_m.encoder.layer[1].attention.self.query.weight),
         (m.vision_model.encoder.layers[0].mlp.fc1.weight, m.vision_model_m.encoder.layers[0].mlp.fc1.weight),
         (m.vision_proj.weight, m.vision_proj_m.weight),
         (m.text_proj.bias, m.text_proj_m.bias),
@@ -190,7 +192,8 @@ def test_lavis_layout_covers_every_key_and_loads_strictly(tmp_path):
         if key in ours:
             torch.testing.assert_close(ours[key], value, msg=lavis_key)
     # loading kept the ties: one tensor, the checkpoint's value
-    assert fresh.text_encoder.encoder.layer[1].output.dense.weight is fresh.text_decoder.bert.encoder.layer[1].output.dense.weight
+    dense = fresh.text_encoder.encoder.layer[1].output.dense.weight
+    assert dense is fresh.text_decoder.bert.encoder.layer[1].output.dense.weight
     torch.testing.assert_close(fresh.text_encoder.encoder.layer[1].output.dense.weight,
                                sd["text_decoder.bert.encoder.layer.1.output.dense.weight"])
     out = fresh({"image": images(2), "text_input": CAPTIONS[:2]})
