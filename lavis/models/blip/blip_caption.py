@@ -14,13 +14,17 @@ import contextlib
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel, ModelOutput
 from lavis.models.blip.beam_scoring import LENGTH_NORMALIZATIONS, LengthNormalization, lavis_beam_scoring
-from lavis.models.blip.parts import check_config_fields, text_config_for_tokenizer
+from lavis.models.blip.parts import (
+    caption_labels,
+    check_config_fields,
+    smoothed_token_losses,
+    text_config_for_tokenizer,
+)
 from lavis.models.blip.tokenizer import load_blip_tokenizer
 
 # State-dict keys of tied tensors: (alias, source). Checkpoints may hold only the source.
@@ -150,9 +154,7 @@ class BlipCaption(BaseModel):
 
     def targets(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Labels [B, L] for ``input_ids``: padding and the prompt positions set to -100 (ignored)."""
-        labels = input_ids.masked_fill(input_ids == self.tokenizer.pad_token_id, -100)
-        labels[:, : self.prompt_length] = -100
-        return labels
+        return caption_labels(input_ids, self.tokenizer.pad_token_id, self.prompt_length)
 
     def decoder_logits(self, samples: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Next-token logits and their labels for a batch.
@@ -174,11 +176,7 @@ class BlipCaption(BaseModel):
     def token_losses(self, samples: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token label-smoothed cross entropy [B, L-1] (0 where not scored) and the scored mask."""
         logits, labels = self.decoder_logits(samples)
-        losses = F.cross_entropy(
-            logits.transpose(1, 2).float(), labels, ignore_index=-100, label_smoothing=self.label_smoothing,
-            reduction="none",
-        )
-        return losses, labels != -100
+        return smoothed_token_losses(logits, labels, self.label_smoothing), labels != -100
 
     # -- the model contract -----------------------------------------------------------------------
     def forward(self, samples: dict[str, Any]) -> ModelOutput:

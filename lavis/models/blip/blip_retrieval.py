@@ -141,15 +141,39 @@ class BlipRetrieval(BlipFeatureExtractor):
         """
         if "image_id" not in samples:
             raise ValueError("blip_retrieval's forward needs samples['image_id'] [B]: the image each pair shows")
-        image_id = torch.as_tensor(samples["image_id"]).view(-1).long().to(self.device)
+        loss_itc, loss_itm, _, _ = self.itc_itm_losses(samples, torch.as_tensor(samples["image_id"]))
+        return ModelOutput(loss=loss_itc + loss_itm, extras={"loss_itc": loss_itc.detach(), "loss_itm": loss_itm.detach()})
+
+    def itc_itm_losses(
+        self, samples: Mapping[str, Any], image_id: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """The ITC loss (momentum distillation over the queues; the momentum encoders are moved and
+        the queues filled on the way) and the ITM loss (hard negatives) of a batch.
+
+        Args:
+            samples: ``"image"`` [B, 3, H, W], ``"text_input"`` B texts, optional ramp keys.
+            image_id: [B] the image each pair shows, or ``None``: every pair its own image and every
+                queue column a negative (LAVIS' pre-training); the queue then records no ids (-100).
+
+        Returns:
+            ``loss_itc``, ``loss_itm``, the ViT states [B, 1 + patches, width] and the tokenized
+            texts (``input_ids``, ``attention_mask`` [B, max_txt_len], ``[CLS]`` first), for more heads.
+        """
         alpha = self.current_alpha(samples)
         temp = self.temperature()
         image_embeds = self.encode_image(samples["image"])
         image_feat = self.image_feat(image_embeds)
         text = self.tokenize(samples["text_input"], padding="max_length")
         text_feat = self.text_feat(self.encode_text(text.input_ids, text.attention_mask))
+        batch = image_feat.shape[0]
+        if image_id is None:
+            targets = torch.cat([torch.eye(batch), torch.zeros(batch, self.queue_size)], dim=1).to(self.device)
+            queued_id = torch.full((batch,), -100, dtype=torch.long, device=self.device)
+        else:
+            image_id = image_id.view(-1).long().to(self.device)
+            targets = itc_targets(image_id, batch, torch.cat([image_id, self.idx_queue.view(-1)]))
+            queued_id = image_id
 
-        targets = itc_targets(image_id, len(image_id), torch.cat([image_id, self.idx_queue.view(-1)]))
         with torch.no_grad():
             self.momentum_update()
             image_embeds_m = self.vision_model_m(pixel_values=samples["image"].to(self.device)).last_hidden_state
@@ -163,14 +187,14 @@ class BlipRetrieval(BlipFeatureExtractor):
         sim_i2t = image_feat @ text_feat_m_all / temp
         sim_t2i = text_feat @ image_feat_m_all / temp
         loss_itc = (soft_cross_entropy(sim_i2t, targets_i2t) + soft_cross_entropy(sim_t2i, targets_t2i)) / 2
-        self.enqueue(image_feat_m, text_feat_m, image_id)
+        self.enqueue(image_feat_m, text_feat_m, queued_id)
 
         with torch.no_grad():
             in_batch = image_feat @ text_feat.t() / temp
         loss_itm, _ = self.itm_loss(
             image_embeds, text.input_ids, text.attention_mask, in_batch, in_batch.t(), image_id
         )
-        return ModelOutput(loss=loss_itc + loss_itm, extras={"loss_itc": loss_itc.detach(), "loss_itm": loss_itm.detach()})
+        return loss_itc, loss_itm, image_embeds, text
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """As the image-text archs; a LAVIS pre-training checkpoint (the ``pretrained`` source) has

@@ -195,6 +195,11 @@ def ours_to_lavis(state_dict: Mapping[str, torch.Tensor], *, position_ids: bool 
 # ``text_encoder``, ``vision_proj``, ``text_proj``, ``itm_head``, so that Hub checkpoints load as
 # they are); of LAVIS' names only the ViTs are renamed (with the rules above). The momentum copies
 # keep LAVIS' ``_m`` suffix; queues, ``temp`` and the text modules keep their LAVIS names.
+# ``blip_pretrain`` has all of LAVIS' BlipPretrain modules, so a pre-training checkpoint loads into it
+# whole: its ``text_encoder.*`` and ``text_decoder.bert.*`` entries of the tied (shared) tensors are
+# both present, as in LAVIS' state dict, and load into the one tensor. Only ``idx_queue`` is ours
+# (``blip_retrieval.convert_state_dict`` adds an empty one); tests/assets/blip_pretrain_lavis_keys.txt
+# lists LAVIS' names, checked against ours in tests/unit/models/test_blip_pretrain.py.
 _VISION_PAIRS = (("visual_encoder.", "vision_model."), ("visual_encoder_m.", "vision_model_m."))
 #: top-level modules, parameters and buffers of LAVIS' BLIP models (our names)
 LAVIS_TOP_LEVEL = frozenset({

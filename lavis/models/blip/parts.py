@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from torch import nn
+
 from lavis.common.errors import ConfigError
 
 
@@ -68,3 +70,43 @@ def momentum_update(pairs: list[tuple[Any, Any]], momentum: float) -> None:
         for model, model_m in pairs:
             for p, p_m in zip(model.parameters(), model_m.parameters()):
                 p_m.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
+
+
+def caption_labels(input_ids: Any, pad_token_id: int, prompt_length: int, prompt_rows: Any = None) -> Any:
+    """Language-modelling labels [B, L] for decoder ids [B, L]: padding and the first
+    ``prompt_length`` positions (``[DEC]`` and the prompt) set to -100 (not scored); with
+    ``prompt_rows`` (a bool [B]) the prompt is masked only on those rows."""
+    labels = input_ids.masked_fill(input_ids == pad_token_id, -100)
+    if prompt_rows is None:
+        labels[:, :prompt_length] = -100
+    else:
+        labels[prompt_rows, :prompt_length] = -100
+    return labels
+
+
+def smoothed_token_losses(logits: Any, labels: Any, label_smoothing: float) -> Any:
+    """Label-smoothed cross entropy per token [B, T] (0 where ``labels`` is -100) of next-token
+    ``logits`` [B, T, V] and their (already shifted) ``labels`` [B, T], in fp32."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(
+        logits.transpose(1, 2).float(), labels, ignore_index=-100, label_smoothing=label_smoothing, reduction="none"
+    )
+
+
+def tie_encoder_to_decoder(encoder: Any, decoder_bert: Any, skip: str = "attention") -> list[str]:
+    """Make the text ``encoder`` use the parameters of ``decoder_bert`` (the BERT of a
+    ``BlipTextLMHeadModel``), as BLIP pre-training does: every module with a weight (embeddings,
+    LayerNorms, cross-attention, feed-forward) is shared, except those under a ``skip`` module
+    (the self-attention, ``layer.N.attention``; ``crossattention`` is shared). Both networks must
+    have the same structure. Returns the names of the tied modules."""
+    tied = []
+    for name, module in decoder_bert.named_modules():
+        if skip in name.split(".") or not isinstance(getattr(module, "weight", None), nn.Parameter):
+            continue
+        target = encoder.get_submodule(name)
+        target.weight = module.weight
+        if isinstance(getattr(module, "bias", None), nn.Parameter):
+            target.bias = module.bias
+        tied.append(name)
+    return tied
