@@ -22,16 +22,17 @@ shard of its state per rank. What else changes:
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 
 log = logging.getLogger("lavis.runners")
 
-__all__ = ["enabled", "shard", "is_sharded", "no_sync", "gathered", "state_dicts", "load_full_model",
-           "load_full_optimizer"]
+__all__ = ["enabled", "gathered", "is_sharded", "load_full_model", "load_full_optimizer", "no_sync", "shard",
+           "state_dicts"]
 
 
 def enabled(run_cfg: Any, world_size: int) -> bool:
@@ -76,7 +77,7 @@ def shard(model: nn.Module, run_cfg: Any, world_size: int) -> None:
              world_size, len(_fsdp_modules(model)), len(_fsdp_modules(model)) - 1)
 
 
-def no_sync(ddp: Any, model: nn.Module, last: bool) -> ContextManager:
+def no_sync(ddp: Any, model: nn.Module, last: bool) -> AbstractContextManager:
     """The context of one micro-batch's backward: gradients are synchronized on the ``last``
     micro-batch of an accumulation group only (DDP's ``no_sync`` or FSDP's gradient sync switch)."""
     if last:
@@ -130,7 +131,7 @@ def state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dic
     if not is_sharded(model):
         return model.state_dict(), optimizer.state_dict()
     msd = get_model_state_dict(model, options=_options(cpu_offload=True))
-    osd = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
+    osd: dict[str, Any] = dict(get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True)))
     if not osd:
         return msd, {}
     names = [n for g in osd["param_groups"] for n in g["params"]]

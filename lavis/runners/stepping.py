@@ -89,11 +89,17 @@ def _sharded(grads: list[torch.Tensor]) -> bool:
     return bool(grads) and isinstance(grads[0], DTensor)
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
 def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norm of all gradients together (a 0-d float tensor; inf/nan when any gradient is).
     Of the whole gradients when they are FSDP's sharded DTensors (collective then)."""
     if _sharded(grads):
-        return torch.nn.utils.get_total_norm(grads, 2.0).full_tensor().float()  # type: ignore[union-attr]
+        return _full(torch.nn.utils.get_total_norm(grads, 2.0)).float()
     norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
