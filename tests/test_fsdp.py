@@ -5,7 +5,8 @@
   tolerance (both average the two ranks' gradients; the reductions round differently);
 - resuming the FSDP run from its epoch-0 checkpoint ends with the weights, optimizer state and
   logged metrics of the uninterrupted FSDP run, bit for bit;
-- its checkpoints hold full state dicts in the DDP layout: they load in a single process.
+- its checkpoints hold full state dicts in the DDP layout: they load in a single process;
+- a model with an ``nn.ModuleList`` gets one group per block and matches one process (tests/toy/fsdp_blocks.py).
 """
 
 from __future__ import annotations
@@ -95,3 +96,17 @@ def test_an_fsdp_checkpoint_loads_in_one_process(runs):
     optimizer = build_optimizer(model, make_config(**RUN).run)
     optimizer.load_state_dict(safe_torch_load(path)["optimizer"])
     assert all(optimizer.state[p]["exp_avg"].shape == p.shape for p in model.parameters())
+
+
+def test_blocks_of_a_module_list_are_sharded_and_match_one_process():
+    """``tests/toy/fsdp_blocks.py``: per-block groups, no-sync accumulation, norm and clipping of
+    the sharded gradients against one process, evaluation on gathered weights with uneven calls."""
+    import subprocess
+
+    from tests.toy.cli import ROOT, env
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           str(ROOT / "tests" / "toy" / "fsdp_blocks.py")]
+    proc = subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.stdout.count("fsdp blocks ok") == 2
