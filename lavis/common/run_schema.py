@@ -29,6 +29,7 @@ RUN_CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("none", "auto", "bf16", "fp16"),
     "dist_backend": ("auto", "gloo", "nccl"),
+    "distributed_strategy": ("ddp", "fsdp"),
 }
 
 # Keys that name an entry of a registry kind (attribute of ``lavis.common.registry.registry``).
@@ -55,6 +56,7 @@ class RunConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms
     compile: bool = False  # torch.compile the model for training steps (off: not measured faster end to end)
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
+    distributed_strategy: str = "ddp"  # with several ranks: ddp (replicas) | fsdp (fully_shard; lavis/runners/fsdp.py)
 
     # data
     batch_size_train: int = _sensitive(32)  # per process

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
@@ -34,7 +33,7 @@ from lavis.common.logger import MetricLogger, SmoothedValue, setup_logging, to_p
 from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
 from lavis.common.run_schema import RunConfig
-from lavis.runners import checkpointing as ckpt_io
+from lavis.runners import checkpointing as ckpt_io, fsdp
 from lavis.runners.divergence import (
     STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step,
 )
@@ -176,6 +175,7 @@ class TrainRunnerBase(BaseRunner):
     def optimizer(self) -> torch.optim.Optimizer:
         """AdamW over the trainable parameters (built on first use, so evaluation needs none)."""
         if self._optimizer is None:
+            fsdp.shard(self.model, self.run_cfg, self.world_size)  # no-op unless run.distributed_strategy: fsdp
             self._optimizer = build_optimizer(self.model, self.run_cfg)
         return self._optimizer
 
@@ -205,7 +205,7 @@ class TrainRunnerBase(BaseRunner):
         return self._ddp if self._ddp is not None else self.model
 
     def _wrap_ddp(self) -> None:
-        if self.world_size > 1 and self._ddp is None:
+        if self.world_size > 1 and self._ddp is None and not fsdp.is_sharded(self.model):
             from torch.nn.parallel import DistributedDataParallel
 
             self._ddp = DistributedDataParallel(
@@ -344,9 +344,8 @@ class TrainRunnerBase(BaseRunner):
             samples = fetch()
             n_samples += batch_size_of(samples)
             samples = move_to_device(samples, self.device, non_blocking=self._pin)
-            # DDP synchronizes the gradients on the last micro-batch only
-            ddp = None if j == group_size - 1 else self._ddp
-            with ddp.no_sync() if ddp is not None else nullcontext():
+            # DDP / FSDP synchronize the gradients on the last micro-batch only
+            with fsdp.no_sync(self._ddp, self.model, last=j == group_size - 1):
                 with self.precision.autocast():
                     out = self.task.train_step(model, samples)
                     loss = loss_of(out)
@@ -465,7 +464,7 @@ class TrainRunnerBase(BaseRunner):
             for name, ds in self.datasets.items():
                 if split not in ds:
                     continue
-                with torch.no_grad(), self.precision.autocast():
+                with torch.no_grad(), self.precision.autocast(), fsdp.gathered(self.model):
                     results = self.task.evaluation(self.model, self.eval_loader(name, split), **kwargs)
                 metrics = self.task.after_evaluation(results, split, epoch, ds[split])
                 if not isinstance(metrics, Mapping):
@@ -554,9 +553,10 @@ class TrainRunnerBase(BaseRunner):
     def _payload(self) -> dict[str, Any]:
         assert self.lr_scheduler is not None
         rng = dist.all_gather_object(get_rng_state())  # collective: one state per rank
+        model_state, optimizer_state = fsdp.state_dicts(self.model, self.optimizer)  # full; collective under FSDP
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": self.state.to_dict(),

@@ -176,7 +176,17 @@ def changed_run_settings(saved_run: dict[str, Any], run_cfg: Any) -> dict[str, t
             if k in saved_run and k != "resume_ckpt_path" and _plain(saved_run[k]) != _plain(v)}
 
 
-def _keep_new_hyperparameters(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+def _load_weights(model: torch.nn.Module, weights: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(missing, unexpected)`` keys of loading a full state dict, into an FSDP-sharded model too."""
+    from lavis.runners import fsdp
+
+    if fsdp.is_sharded(model):
+        return fsdp.load_full_model(model, weights)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    return list(missing), list(unexpected)
+
+
+def _keep_new_hyperparameters(optimizer: torch.optim.Optimizer, saved: dict[str, Any], model: torch.nn.Module) -> None:
     """Load the optimizer's state (moments, step counts) but keep the group settings the new
     config gave it (weight decay, betas, ...): ``Optimizer.load_state_dict`` would restore the old."""
     settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
@@ -185,7 +195,12 @@ def _keep_new_hyperparameters(optimizer: torch.optim.Optimizer, saved: dict[str,
             f"run.resume_ckpt_path: the checkpoint's optimizer has {len(saved.get('param_groups', []))} parameter "
             f"groups, this model has {len(settings)}; resume with the model config of that run"
         )
-    optimizer.load_state_dict(saved)
+    from lavis.runners import fsdp
+
+    if fsdp.is_sharded(model):
+        fsdp.load_full_optimizer(model, optimizer)(saved)
+    else:
+        optimizer.load_state_dict(saved)
     for group, kept in zip(optimizer.param_groups, settings):
         group.update(kept)
 
@@ -215,13 +230,13 @@ def restore_training(
     exact data position, so training continues bit for bit. Otherwise the data position is mapped
     to the nearest micro-batch and a warning says so.
     """
-    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    missing, unexpected = _load_weights(model, ckpt["model"])
     if missing or unexpected:
         raise CheckpointError(
             f"run.resume_ckpt_path: the model in {path} does not fit this model: missing {sorted(missing)[:20]}, "
             f"unexpected {sorted(unexpected)[:20]}; resume with the model config of that run"
         )
-    _keep_new_hyperparameters(optimizer, ckpt["optimizer"])
+    _keep_new_hyperparameters(optimizer, ckpt["optimizer"], model)
     lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
@@ -278,7 +293,7 @@ def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[
             weights = obj
         if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
             raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = _load_weights(model, weights)
     if missing or unexpected:
         raise CheckpointError(
             f"weights in {path} do not fit {type(model).__name__}: missing keys {sorted(missing)[:20]}; "

@@ -83,8 +83,23 @@ class ScalarExtras:
         return got
 
 
+def _sharded(grads: list[torch.Tensor]) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return bool(grads) and isinstance(grads[0], DTensor)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
 def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of all gradients together (a 0-d float tensor; inf/nan when any gradient is)."""
+    """The 2-norm of all gradients together (a 0-d float tensor; inf/nan when any gradient is).
+    Of the whole gradients when they are FSDP's sharded DTensors (collective then)."""
+    if _sharded(grads):
+        return _full(torch.nn.utils.get_total_norm(grads, 2.0)).float()
     norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
@@ -92,6 +107,8 @@ def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
 def clip_with_norm(grads: list[torch.Tensor], max_norm: float, norm: torch.Tensor) -> None:
     """Scale ``grads`` in place so that their total norm ``norm`` becomes at most ``max_norm``."""
     coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    if _sharded(grads):  # scale each rank's shards
+        grads = [g.to_local() for g in grads]  # type: ignore[attr-defined]
     torch._foreach_mul_(grads, coef.to(grads[0].device))
 
 
@@ -109,6 +126,13 @@ def common_run_problems(run: Mapping[str, Any]) -> list[str]:
     betas = run.get("betas")
     if isinstance(betas, (list, tuple)) and len(betas) != 2:
         problems.append(f"run.betas: expected two numbers, got {list(betas)}")
+    if run.get("distributed_strategy") == "fsdp":
+        if run.get("check_replicas_every"):
+            problems.append("run.check_replicas_every: compares whole weights across DDP replicas; under "
+                            "run.distributed_strategy=fsdp each rank holds a shard, so set it to 0")
+        if run.get("amp") == "fp16":
+            problems.append("run.amp: fp16 (loss scaling) is not supported with run.distributed_strategy=fsdp; "
+                            "use bf16 or none")
     if run.get("amp") == "fp16":
         device = run.get("device", "auto")
         if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):

@@ -83,6 +83,18 @@ def test_runner_checks_fail_in_config_validation_before_anything_is_built(tmp_pa
     assert not out.exists()
 
 
+def test_distributed_strategy_is_checked_before_building(tmp_path, nothing_built):
+    train = load_train_py()
+    base = ["--cfg-path", str(DEMO), "--options", f"run.output_dir={tmp_path / 'o'}"]
+    with pytest.raises(ConfigError, match=r"run.distributed_strategy: 'zero3' is not one of ddp, fsdp"):
+        train.main(base + ["run.distributed_strategy=zero3"])
+    with pytest.raises(ConfigError) as e:
+        train.main(base + ["run.distributed_strategy=fsdp", "run.check_replicas_every=1", "run.device=cpu",
+                           "run.amp=fp16"])
+    assert "run.check_replicas_every: compares whole weights across DDP replicas" in str(e.value)
+    assert "run.amp: fp16 (loss scaling) is not supported with run.distributed_strategy=fsdp" in str(e.value)
+
+
 def test_iteration_runner_settings_are_checked_before_building(tmp_path, nothing_built):
     train = load_train_py()
     with pytest.raises(ConfigError, match=r"run.iters_per_inner_epoch: must be >= 1 .*got 0"):
