@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 import torch
 
 from lavis.common import dist
+from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
 from lavis.rewards.answers import answer_matches
 from lavis.tasks.base_task import BaseTask
@@ -75,6 +76,22 @@ def completion_batch(prompt: Mapping[str, torch.Tensor], completion: torch.Tenso
             batch[key] = torch.cat([prompt[key], fill.to(prompt[key].dtype)], 1)
     batch["labels"] = torch.cat([torch.full_like(prompt["input_ids"], -100), completion.masked_fill(~cmask, -100)], 1)
     return batch
+
+
+def reward_functions(names: Sequence[str] | None, weights: Sequence[float] | None) -> tuple[list[Any], list[float]]:
+    """The registered reward functions ``names`` and their weights (1 each when ``weights`` is None)."""
+    fns = [registry.get_reward(name) for name in names or []]
+    return fns, [1.0] * len(fns) if weights is None else [float(w) for w in weights]
+
+
+def reward_problems(names: Sequence[str], weights: Sequence[float] | None) -> list[str]:
+    """Config problems of ``run.rewards`` / ``run.reward_weights``: unregistered names, a weight
+    count that differs from the reward count."""
+    problems = [f"run.rewards: {name!r} is not a registered reward; registered: {', '.join(registry.list_rewards())}"
+                for name in names if name not in registry.rewards]
+    if weights is not None and len(weights) != len(names):
+        problems.append(f"run.reward_weights: {len(weights)} weights for {len(names)} rewards")
+    return problems
 
 
 def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: list[str],

@@ -10,7 +10,8 @@ import torch
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              sampled_rewards, unwrap, weighted_rewards)
+                                              reward_functions, reward_problems, sampled_rewards, unwrap,
+                                              weighted_rewards)
 
 
 @dataclass
@@ -95,9 +96,7 @@ class GrpoTask(PostTrainingTask):
     def __init__(self, run_cfg: Any):
         super().__init__(run_cfg)
         self.reference: FrozenReference | None = None
-        self.reward_fns = [registry.get_reward(name) for name in self.run_cfg.rewards]
-        weights = self.run_cfg.reward_weights
-        self.reward_weights = [1.0] * len(self.reward_fns) if weights is None else [float(w) for w in weights]
+        self.reward_fns, self.reward_weights = reward_functions(self.run_cfg.rewards, self.run_cfg.reward_weights)
 
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
@@ -106,13 +105,7 @@ class GrpoTask(PostTrainingTask):
         names = list(get("rewards", ["answer_accuracy"]) or [])
         if not names:
             problems.append("run.rewards: give at least one registered reward, e.g. [answer_accuracy]")
-        for name in names:
-            if name not in registry.rewards:
-                problems.append(f"run.rewards: {name!r} is not a registered reward; registered: "
-                                f"{', '.join(registry.list_rewards())}")
-        weights = get("reward_weights", None)
-        if weights is not None and len(weights) != len(names):
-            problems.append(f"run.reward_weights: {len(weights)} weights for {len(names)} rewards")
+        problems += reward_problems(names, get("reward_weights", None))
         if isinstance(get("num_generations", 4), int) and get("num_generations", 4) < 2:
             problems.append(f"run.num_generations: must be at least 2 (a group), got {get('num_generations')}")
         return problems

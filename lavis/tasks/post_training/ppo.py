@@ -13,7 +13,8 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              sampled_rewards, unwrap, weighted_rewards, with_reply)
+                                              reward_functions, reward_problems, sampled_rewards, unwrap,
+                                              weighted_rewards, with_reply)
 
 
 @dataclass
@@ -124,9 +125,7 @@ class PpoTask(PostTrainingTask):
     def __init__(self, run_cfg: Any):
         super().__init__(run_cfg)
         self.reference: FrozenReference | None = None
-        self.reward_fns = [registry.get_reward(name) for name in self.run_cfg.rewards or []]
-        weights = self.run_cfg.reward_weights
-        self.reward_weights = [1.0] * len(self.reward_fns) if weights is None else [float(w) for w in weights]
+        self.reward_fns, self.reward_weights = reward_functions(self.run_cfg.rewards, self.run_cfg.reward_weights)
         self.reward_model: Any = None
 
     @classmethod
@@ -137,13 +136,7 @@ class PpoTask(PostTrainingTask):
         if not names and not get("reward_model"):
             problems.append("run.rewards / run.reward_model: give registered rewards (e.g. [answer_accuracy]), "
                             "a reward model, or both")
-        for name in names:
-            if name not in registry.rewards:
-                problems.append(f"run.rewards: {name!r} is not a registered reward; registered: "
-                                f"{', '.join(registry.list_rewards())}")
-        weights = get("reward_weights", None)
-        if weights is not None and len(weights) != len(names):
-            problems.append(f"run.reward_weights: {len(weights)} weights for {len(names)} rewards")
+        problems += reward_problems(names, get("reward_weights", None))
         rm = get("reward_model", None)
         if rm is not None and not ({"arch", "model_type"} <= set(rm) and rm.get("value_head")):
             problems.append("run.reward_model: a model block with arch, model_type and value_head: true (and "
