@@ -40,8 +40,39 @@ class ShapesBuildInfo:
     annotations: Dict[str, SplitFiles] = field(default_factory=dict)
 
 
+class GeneratedShapesBuilder(BaseDatasetBuilder):
+    """Base of the builders of synthetic shapes data: ``build_info.storage`` is the folder the
+    generator writes (relative paths lie under the cache root), ``build_info.generator`` its
+    :class:`~lavis.datasets.synthetic.shapes.ShapesConfig` parameters."""
+
+    @classmethod
+    def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
+        """The generator parameters make a valid data set."""
+        return generator_problems(build_info.get("generator"), f"{dotted}.generator")
+
+    @property
+    def storage(self) -> Path:
+        """The folder that holds (or will hold) the generated files."""
+        build_info = self.config.get("build_info")
+        if build_info is None or not build_info.get("storage"):
+            raise ConfigError(["build_info.storage: missing; give the folder of the generated data set "
+                               "(relative paths lie under the cache root)"], source="shapes dataset config")
+        return resolve_storage(str(build_info.storage))
+
+    def generator_config(self) -> ShapesConfig:
+        """The generator parameters from ``build_info.generator``."""
+        return ShapesConfig.from_mapping(plain_dict(self.config.build_info.get("generator")), where="build_info.generator")
+
+    def prepare(self) -> None:
+        """Generate the data set unless ``storage`` already holds it with the same parameters.
+
+        Safe to call from parallel processes: generation runs under a file lock next to the folder.
+        """
+        ensure_generated(self.storage, self.generator_config())
+
+
 @registry.register_builder("shapes_caption")
-class ShapesCaptionBuilder(BaseDatasetBuilder):
+class ShapesCaptionBuilder(GeneratedShapesBuilder):
     """The synthetic shapes captioning data set, generated into ``build_info.storage`` on first use.
 
     ``build_info.generator`` holds the :class:`~lavis.datasets.synthetic.shapes.ShapesConfig`
@@ -57,34 +88,12 @@ class ShapesCaptionBuilder(BaseDatasetBuilder):
     @classmethod
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
         """The generator parameters make a valid data set; evaluation splits name their ground truth."""
-        problems = generator_problems(build_info.get("generator"), f"{dotted}.generator")
+        problems = super().check_build_info(build_info, dotted)
         for split, files in (build_info.get("annotations") or {}).items():
             if split != "train" and not files.get("gt"):
                 problems.append(f"{dotted}.annotations.{split}.gt: missing; evaluation splits need the COCO-format "
                                 "ground truth file (e.g. captions/val_gt.json)")
         return problems
-
-    @property
-    def storage(self) -> Path:
-        """The folder that holds (or will hold) the generated files."""
-        build_info = self.config.get("build_info")
-        if build_info is None or not build_info.get("storage"):
-            raise ConfigError(["build_info.storage: missing; give the folder of the generated data set "
-                               "(relative paths lie under the cache root)"], source="shapes_caption dataset config")
-        return resolve_storage(str(build_info.storage))
-
-    def generator_config(self) -> ShapesConfig:
-        """The generator parameters from ``build_info.generator``."""
-        section = self.config.build_info.get("generator")
-        params = plain_dict(section)
-        return ShapesConfig.from_mapping(params, where="build_info.generator")
-
-    def prepare(self) -> None:
-        """Generate the data set unless ``storage`` already holds it with the same parameters.
-
-        Safe to call from parallel processes: generation runs under a file lock next to the folder.
-        """
-        ensure_generated(self.storage, self.generator_config())
 
     def build_split(self, split: str) -> Dataset:
         """``CaptionDataset`` for ``train``, ``CaptionEvalDataset`` for any other split."""

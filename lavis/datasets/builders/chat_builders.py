@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torch.utils.data import Dataset
 
 from lavis.common.errors import UnknownNameError
 from lavis.common.registry import registry
-from lavis.common.schema import plain_dict
-from lavis.datasets.builders.base_builder import BaseDatasetBuilder
-from lavis.datasets.builders.caption_builders import resolve_storage
+from lavis.datasets.builders.caption_builders import GeneratedShapesBuilder
 from lavis.datasets.builders.chat_data import ChatRecordsDataset, check_records
-from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated, generator_problems
+from lavis.datasets.synthetic.shapes import ShapesConfig
 from lavis.datasets.synthetic.shapes_text import NUMBER_WORDS, QUESTION_TYPES
 from lavis.datasets.torch_datasets.base_dataset import load_annotation_file
 
@@ -60,7 +57,7 @@ def user_turn(question: str) -> dict[str, str]:
     return {"from": "human", "value": f"<image>\n{question}"}
 
 
-class _ShapesChatBuilder(BaseDatasetBuilder):
+class _ShapesChatBuilder(GeneratedShapesBuilder):
     """Shared by the three builders: generate the shapes folder, read a split's VQA questions."""
 
     build_info_schema = ShapesChatBuildInfo
@@ -68,24 +65,13 @@ class _ShapesChatBuilder(BaseDatasetBuilder):
 
     @classmethod
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
-        problems = generator_problems(build_info.get("generator"), f"{dotted}.generator")
+        problems = super().check_build_info(build_info, dotted)
         for q in build_info.get("question_types") or []:
             if q not in QUESTION_TYPES:
                 problems.append(f"{dotted}.question_types: {q!r} is not one of {', '.join(QUESTION_TYPES)}")
         if build_info.get("max_records") is not None and build_info["max_records"] < 1:
             problems.append(f"{dotted}.max_records: must be at least 1, got {build_info['max_records']}")
         return problems
-
-    @property
-    def storage(self) -> Path:
-        return resolve_storage(str(self.config.build_info.storage))
-
-    def generator_config(self) -> ShapesConfig:
-        return ShapesConfig.from_mapping(plain_dict(self.config.build_info.get("generator")), where="build_info.generator")
-
-    def prepare(self) -> None:
-        """Generate the shapes folder unless it holds the data set of these parameters."""
-        ensure_generated(self.storage, self.generator_config())
 
     def questions(self, split: str) -> list[dict[str, Any]]:
         """The split's VQA entries, filtered by ``question_types`` and cut to ``max_records``."""

@@ -5,17 +5,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict
 
 from torch.utils.data import Dataset
 
 from lavis.common.errors import UnknownNameError
 from lavis.common.registry import registry
-from lavis.common.schema import plain_dict
-from lavis.datasets.builders.base_builder import BaseDatasetBuilder
-from lavis.datasets.builders.caption_builders import resolve_storage
-from lavis.datasets.synthetic.shapes import ShapesConfig, ensure_generated, generator_problems
+from lavis.datasets.builders.caption_builders import GeneratedShapesBuilder
+from lavis.datasets.synthetic.shapes import ShapesConfig
 from lavis.datasets.synthetic.shapes_text import NUMBER_WORDS
 from lavis.datasets.torch_datasets.image_text_datasets import ImageTextTrainDataset, RetrievalEvalDataset
 from lavis.datasets.torch_datasets.vqa_datasets import VQAEvalDataset, VQATrainDataset
@@ -43,27 +40,10 @@ def shapes_answer_list(cfg: ShapesConfig) -> list[str]:
     return counts + list(cfg.colors) + list(cfg.kinds) + ["yes", "no"]
 
 
-class _ShapesTaskBuilder(BaseDatasetBuilder):
+class _ShapesTaskBuilder(GeneratedShapesBuilder):
     """Generation and storage as ``shapes_caption``; splits are read by :meth:`make_split`."""
 
     build_info_schema = ShapesTaskBuildInfo
-
-    @classmethod
-    def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
-        return generator_problems(build_info.get("generator"), f"{dotted}.generator")
-
-    @property
-    def storage(self) -> Path:
-        """The folder that holds (or will hold) the generated files."""
-        return resolve_storage(str(self.config.build_info.storage))
-
-    def generator_config(self) -> ShapesConfig:
-        """The generator parameters from ``build_info.generator``."""
-        return ShapesConfig.from_mapping(plain_dict(self.config.build_info.get("generator")), where="build_info.generator")
-
-    def prepare(self) -> None:
-        """Generate the data set unless ``storage`` holds it with the same parameters (under a file lock)."""
-        ensure_generated(self.storage, self.generator_config())
 
     def build_split(self, split: str) -> Dataset:
         annotations = self.config.build_info.get("annotations") or {}
