@@ -19,7 +19,6 @@ import inspect
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
@@ -52,7 +51,7 @@ from lavis.runners.data import (
 )
 from lavis.runners.precision import resolve_precision
 from lavis.runners.stepping import (
-    ScalarExtras, clip_with_norm, common_run_problems, loss_of, total_norm, validation_score,
+    ScalarExtras, Throughput, clip_with_norm, common_run_problems, loss_of, total_norm, validation_score,
 )
 
 if TYPE_CHECKING:
@@ -152,7 +151,7 @@ class TrainRunnerBase(BaseRunner):
         self._train_loader: DataLoader | None = None
         self._train_sampler: ResumableDistributedSampler | None = None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
-        self._log_clock = (time.perf_counter(), 0)
+        self.throughput = Throughput()
         self._pin = self.device.type == "cuda"
 
     # ------------------------------------------------------------------------------------------
@@ -292,7 +291,7 @@ class TrainRunnerBase(BaseRunner):
             seed_everything(run.seed + self.rank)  # per-rank streams for dropout and the like
         self._wrap_ddp()
         self.model.train()
-        self._log_clock = (time.perf_counter(), 0)
+        self.throughput.restart()
         log.info(
             "%s: %d rank(s) on %s, precision %s, %d optimizer steps (%d per epoch), %d micro-batches of %d per rank "
             "per data epoch, accumulation %d", self.name, self.world_size, self.device, self.precision.name,
@@ -418,21 +417,16 @@ class TrainRunnerBase(BaseRunner):
         self, loss: float, lr: float, grad_norm: float | None, samples: int, extras: Mapping[str, float]
     ) -> None:
         run, st = self.run_cfg, self.state
-        t0, n0 = self._log_clock
-        n0 += samples
-        self._log_clock = (t0, n0)
+        self.throughput.samples += samples
         if not run.log_freq or st.global_step % run.log_freq:
             return
-        elapsed = max(time.perf_counter() - t0, 1e-9)
         values: dict[str, Any] = {"loss": loss, "loss_avg": self.loss_meter.avg, "lr": lr}
         if grad_norm is not None:
             values["grad_norm"] = grad_norm
         values.update(extras)  # like the loss: this step's mean over micro-batches and ranks
-        values["samples_per_s"] = n0 / elapsed
-        values["s_per_step"] = elapsed / run.log_freq
+        values.update(self.throughput.rates(run.log_freq))
         assert self.logger is not None
         self.logger.log_event("train", values, step=st.global_step, epoch=st.epoch)
-        self._log_clock = (time.perf_counter(), 0)
 
     def maybe_save_periodic(self) -> None:
         """Write ``checkpoint_latest.pth`` when ``run.save_every_iters`` says so (collective)."""
@@ -448,7 +442,7 @@ class TrainRunnerBase(BaseRunner):
         self.state.epoch_done = True
         self._save(epoch_end=True, improved=improved)
         self.model.train()
-        self._log_clock = (time.perf_counter(), 0)  # throughput counts training time only
+        self.throughput.restart()  # throughput counts training time only
 
     # ------------------------------------------------------------------------------------------
     # evaluation

@@ -3,6 +3,8 @@ gradient norms and clipping, and the value checks of the common ``run`` keys."""
 
 from __future__ import annotations
 
+import time
+
 import logging
 from typing import Any, Mapping
 
@@ -81,6 +83,24 @@ class ScalarExtras:
             got[name] = (value.detach().float().reshape(()) if isinstance(value, torch.Tensor)
                          else torch.tensor(float(value))).to(device)
         return got
+
+
+class Throughput:
+    """Samples trained since the last log line, and the time they took (``restart`` after anything
+    that is not training, such as validation, so it counts training time only)."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.start, self.samples = time.perf_counter(), 0
+
+    def rates(self, steps: int) -> dict[str, float]:
+        """``samples_per_s`` and ``s_per_step`` over the last ``steps`` steps; restarts the count."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"samples_per_s": self.samples / elapsed, "s_per_step": elapsed / steps}
+        self.restart()
+        return out
 
 
 def _sharded(grads: list[torch.Tensor]) -> bool:
