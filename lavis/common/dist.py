@@ -154,3 +154,14 @@ def check_replicas(module: torch.nn.Module, step: int | None = None) -> None:
             "a parameter changed in-place after wrapping); fix that, or set find_unused_parameters if "
             "some parameters get no gradient."
         )
+
+
+def all_gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` of every rank concatenated along dim 0, without gradient; ``tensor`` itself on
+    one process."""
+    world = get_world_size()
+    if world == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)

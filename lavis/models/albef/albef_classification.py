@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.registry import registry
-from lavis.models.albef.base import AlbefBase, Momentum, rampup_alpha
+from lavis.models.albef.base import AlbefBase, rampup_alpha
+from lavis.models.alignment import Momentum, distilled_cross_entropy
 from lavis.models.base_model import ModelOutput
 
 
@@ -26,16 +27,6 @@ def classification_head(hidden: int, num_classes: int) -> nn.Sequential:
     """ALBEF's classifier on the multimodal [CLS] state: Linear, ReLU, Linear (``cls_head.0``, ``cls_head.2``)."""
     return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
-
-def distilled_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, logits_m: torch.Tensor | None, alpha: float
-) -> torch.Tensor:
-    """``(1 - alpha) * CE(logits, labels) + alpha * CE(logits, softmax(logits_m))``; plain CE without ``logits_m``."""
-    ce = F.cross_entropy(logits, labels)
-    if logits_m is None:
-        return ce
-    soft = -(F.log_softmax(logits, dim=1) * F.softmax(logits_m, dim=1)).sum(dim=1).mean()
-    return (1 - alpha) * ce + alpha * soft
 
 
 class HeadClassifier(AlbefBase):

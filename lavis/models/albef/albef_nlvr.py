@@ -19,7 +19,7 @@ import torch
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.albef.albef_classification import HeadClassifier, classification_head
-from lavis.models.albef.base import Momentum
+from lavis.models.alignment import Momentum
 
 
 @registry.register_model("albef_nlvr")

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lavis.common.dist import all_gather_tensor
 from lavis.common.registry import registry
-from lavis.models.albef.albef_retrieval import gather, soft_cross_entropy
-from lavis.models.albef.base import Momentum, rampup_alpha
+from lavis.models.albef.base import rampup_alpha
 from lavis.models.albef.contrastive import AlbefContrastive
 from lavis.models.albef.encoders import tied_lm_head
+from lavis.models.alignment import Momentum, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
 
 
@@ -73,7 +74,7 @@ class AlbefPretrain(AlbefContrastive):
     @torch.no_grad()
     def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor) -> None:
         """Replace the oldest queue entries by this step's momentum features (of every rank)."""
-        image_feat, text_feat = gather(image_feat), gather(text_feat)
+        image_feat, text_feat = all_gather_tensor(image_feat), all_gather_tensor(text_feat)
         n, ptr = image_feat.shape[0], int(self.queue_ptr)
         if self.queue_size % n:
             raise ValueError(f"queue_size={self.queue_size} must be a multiple of the global batch size {n}")

@@ -10,27 +10,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
+from lavis.common.dist import all_gather_tensor
 from lavis.common.registry import registry
-from lavis.models.albef.base import Momentum, rampup_alpha
+from lavis.models.albef.base import rampup_alpha
 from lavis.models.albef.contrastive import AlbefContrastive
+from lavis.models.alignment import Momentum, itc_targets, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
 
-
-def gather(t: torch.Tensor) -> torch.Tensor:
-    """``t`` of every rank, concatenated on dim 0 (no gradient); ``t`` itself without DDP."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts, dim=0)
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``-sum(targets * log_softmax(logits))`` ([B, C] each)."""
-    return -(F.log_softmax(logits, dim=1) * targets).sum(dim=1).mean()
 
 
 @registry.register_model("albef_retrieval")
@@ -81,7 +69,7 @@ class AlbefRetrieval(AlbefContrastive):
     @torch.no_grad()
     def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, idx: torch.Tensor) -> None:
         """Replace the oldest queue entries by this step's momentum features (of every rank)."""
-        image_feat, text_feat, idx = gather(image_feat), gather(text_feat), gather(idx)
+        image_feat, text_feat, idx = all_gather_tensor(image_feat), all_gather_tensor(text_feat), all_gather_tensor(idx)
         n, ptr = image_feat.shape[0], int(self.queue_ptr)
         if self.queue_size % n:
             raise ValueError(f"queue_size={self.queue_size} must be a multiple of the global batch size {n}")
@@ -111,8 +99,7 @@ class AlbefRetrieval(AlbefContrastive):
         text_feat = self.text_feat(text_states)
 
         idx_all = torch.cat([idx.t(), self.idx_queue.clone()], dim=1)
-        positives = (idx == idx_all).float()
-        sim_targets = positives / positives.sum(dim=1, keepdim=True)
+        sim_targets = itc_targets(idx.view(-1), b, idx_all.view(-1))
 
         with torch.no_grad():
             self.momentum.update(self)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lavis.common.registry import registry
-from lavis.models.albef.base import AlbefBase, Momentum, rampup_alpha
+from lavis.models.albef.base import AlbefBase, rampup_alpha
 from lavis.models.albef.encoders import AnswerDecoder
+from lavis.models.alignment import Momentum
 from lavis.models.base_model import ModelOutput
 
 INFERENCE_METHODS = ("generate", "rank")

@@ -3,8 +3,7 @@ and loading LAVIS checkpoints."""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -36,34 +35,6 @@ def load_bert_tokenizer(name_or_path: str) -> Any:
         raise ConfigError([f"model.tokenizer: {name_or_path!r} needs [PAD] at id 0 and a [MASK] token"])
     return tok
 
-
-class Momentum:
-    """Momentum (exponential moving average) copies of some modules, as ALBEF distils from them.
-
-    The copies are registered on the model under ``<name>_m`` (so checkpoints hold them, as LAVIS'
-    do), take no gradient, and move by ``copy = m * copy + (1 - m) * online`` at :meth:`update`.
-    """
-
-    def __init__(self, model: nn.Module, names: Iterable[str], momentum: float):
-        self.names = list(names)
-        self.momentum = float(momentum)
-        for name in self.names:
-            twin = copy.deepcopy(getattr(model, name))
-            for p in twin.parameters():
-                p.requires_grad_(False)
-            model.add_module(f"{name}_m", twin)
-
-    def pairs(self, model: nn.Module) -> list[tuple[nn.Parameter, nn.Parameter]]:
-        return [
-            (p, p_m)
-            for name in self.names
-            for p, p_m in zip(getattr(model, name).parameters(), getattr(model, f"{name}_m").parameters())
-        ]
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for p, p_m in self.pairs(model):
-            p_m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
 
 
 def rampup_alpha(alpha: float, samples: Mapping[str, Any], epochs: int) -> float:

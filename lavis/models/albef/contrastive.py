@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.models.albef.base import AlbefBase
+from lavis.models.alignment import hard_negatives
 from lavis.models.base_model import RetrievalFeatures
 
 FEATURE_MODES = ("image", "text", "multimodal")
@@ -38,16 +39,6 @@ class AlbefFeatures:
     text_embeds_proj: torch.Tensor | None = None
     multimodal_embeds: torch.Tensor | None = None
 
-
-def hard_negatives(sim: torch.Tensor, positive: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """For each row of ``sim`` [B, B], one column drawn with probability softmax(sim) over the
-    columns that are not positives (``positive`` [B, B] bool), as ALBEF picks hard ITM negatives.
-    A row whose every column is positive draws uniformly. Returns indices [B]."""
-    with torch.no_grad():
-        weights = F.softmax(sim.float(), dim=1).masked_fill(positive, 0.0)
-        empty = weights.sum(dim=1, keepdim=True) <= 0
-        weights = torch.where(empty, torch.ones_like(weights), weights)
-        return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 
 
 class AlbefContrastive(AlbefBase):

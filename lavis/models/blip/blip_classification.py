@@ -11,7 +11,6 @@ targets: ``loss = (1 - alpha) * CE(logits, label) + alpha * CE(logits, softmax(m
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping
 
 import torch
@@ -20,9 +19,9 @@ from torch import nn
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
+from lavis.models.alignment import Momentum, distilled_cross_entropy
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.image_text import BlipEncoders
-from lavis.models.blip.parts import momentum_update
 
 
 @registry.register_model("blip_classification")
@@ -37,6 +36,10 @@ class BlipClassification(BlipEncoders):
     """
 
     TASK_METHODS = ("predict_class",)
+    # the momentum copies, with use_distill (Momentum registers them as submodules)
+    vision_model_m: Any
+    text_encoder_m: Any
+    cls_head_m: nn.Module
 
     def __init__(
         self,
@@ -58,9 +61,7 @@ class BlipClassification(BlipEncoders):
         self.momentum = float(momentum)
         self.alpha = float(alpha)
         if self.use_distill:
-            self.vision_model_m = copy.deepcopy(self.vision_model).requires_grad_(False)
-            self.text_encoder_m = copy.deepcopy(self.text_encoder).requires_grad_(False)
-            self.cls_head_m = copy.deepcopy(self.cls_head).requires_grad_(False)
+            self.momentum_copies = Momentum(self, ["vision_model", "text_encoder", "cls_head"], momentum)
 
     def logits(self, samples: Mapping[str, Any], momentum: bool = False) -> torch.Tensor:
         """Class logits [B, num_classes] of ``samples["image"]`` [B, 3, H, W] and ``samples["text_input"]``
@@ -94,17 +95,12 @@ class BlipClassification(BlipEncoders):
             raise ValueError("blip_classification's forward needs samples['label'] [B], the class of each pair")
         logits = self.logits(samples)
         label = torch.as_tensor(samples["label"]).long().to(logits.device)
-        loss = F.cross_entropy(logits, label)
+        logits_m = None
         if self.use_distill:
             with torch.no_grad():
-                momentum_update(
-                    [(self.vision_model, self.vision_model_m), (self.text_encoder, self.text_encoder_m),
-                     (self.cls_head, self.cls_head_m)],
-                    self.momentum,
-                )
-                soft = F.softmax(self.logits(samples, momentum=True), dim=1)
-            alpha = self.current_alpha(samples)
-            loss = (1 - alpha) * loss - alpha * (F.log_softmax(logits, dim=1) * soft).sum(1).mean()
+                self.momentum_copies.update(self)
+                logits_m = self.logits(samples, momentum=True)
+        loss = distilled_cross_entropy(logits, label, logits_m, self.current_alpha(samples))
         return ModelOutput(loss=loss, extras={"logits": logits.detach()})
 
     @torch.no_grad()

@@ -19,28 +19,19 @@ Inference (``encode_for_retrieval``, ``rerank``, ``extract_features``) is that o
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lavis.common.dist import get_world_size
+from lavis.common.dist import all_gather_tensor
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
+from lavis.models.alignment import Momentum, itc_targets, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
-from lavis.models.blip.image_text import BlipFeatureExtractor, itc_targets, soft_cross_entropy
-from lavis.models.blip.parts import momentum_update
+from lavis.models.blip.image_text import BlipFeatureExtractor
 
-
-def gather_all(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` of every rank concatenated along dim 0 (no gradient); ``tensor`` itself on one process."""
-    if get_world_size() == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
-    torch.distributed.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)
 
 
 @registry.register_model("blip_retrieval")
@@ -55,6 +46,11 @@ class BlipRetrieval(BlipFeatureExtractor):
     """
 
     TASK_METHODS = ("extract_features", "encode_for_retrieval", "rerank")
+    # the momentum copies (Momentum registers them as submodules)
+    vision_model_m: Any
+    text_encoder_m: Any
+    vision_proj_m: nn.Module
+    text_proj_m: nn.Module
     image_queue: torch.Tensor  # [embed_dim, queue_size], L2-normalised columns
     text_queue: torch.Tensor  # [embed_dim, queue_size]
     idx_queue: torch.Tensor  # [1, queue_size] image ids (-100: empty)
@@ -77,12 +73,7 @@ class BlipRetrieval(BlipFeatureExtractor):
                 [f"model: queue_size must be >= 1 and alpha, momentum in [0, 1]; got queue_size={queue_size}, "
                  f"alpha={alpha}, momentum={momentum}"]
             )
-        self.vision_model_m = copy.deepcopy(self.vision_model)
-        self.text_encoder_m = copy.deepcopy(self.text_encoder)
-        self.vision_proj_m = copy.deepcopy(self.vision_proj)
-        self.text_proj_m = copy.deepcopy(self.text_proj)
-        for module in self.momentum_pairs():
-            module[1].requires_grad_(False)
+        self.momentum_copies = Momentum(self, ["vision_model", "text_encoder", "vision_proj", "text_proj"], momentum)
         self.register_buffer("image_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
         self.register_buffer("text_queue", F.normalize(torch.randn(embed_dim, queue_size), dim=0))
         self.register_buffer("idx_queue", torch.full((1, queue_size), -100, dtype=torch.long))
@@ -91,24 +82,15 @@ class BlipRetrieval(BlipFeatureExtractor):
         self.alpha = float(alpha)
         self.momentum = float(momentum)
 
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(module, its momentum copy) for the ViT, the text encoder and both projections."""
-        return [
-            (self.vision_model, self.vision_model_m),
-            (self.text_encoder, self.text_encoder_m),
-            (self.vision_proj, self.vision_proj_m),
-            (self.text_proj, self.text_proj_m),
-        ]
-
     def momentum_update(self) -> None:
         """``p_m <- momentum * p_m + (1 - momentum) * p`` for every momentum parameter."""
-        momentum_update(self.momentum_pairs(), self.momentum)
+        self.momentum_copies.update(self)
 
     @torch.no_grad()
     def enqueue(self, image_feat: torch.Tensor, text_feat: torch.Tensor, image_id: torch.Tensor) -> None:
         """Write the (every rank's) momentum embeddings [B, D] and image ids [B] at the queue pointer,
         wrapping around, and move the pointer on."""
-        image_feat, text_feat, image_id = gather_all(image_feat), gather_all(text_feat), gather_all(image_id)
+        image_feat, text_feat, image_id = all_gather_tensor(image_feat), all_gather_tensor(text_feat), all_gather_tensor(image_id)
         n = image_feat.shape[0]
         if n > self.queue_size:
             raise ValueError(f"a step's {n} pairs (all ranks) do not fit the queue of {self.queue_size}; raise queue_size")

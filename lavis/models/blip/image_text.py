@@ -24,6 +24,7 @@ from torch import nn
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
+from lavis.models.alignment import hard_negatives, itc_targets, soft_cross_entropy
 from lavis.models.base_model import BaseModel, ConvertedStateDict, ModelOutput, RetrievalFeatures
 from lavis.models.blip.parts import build_blip_encoders
 
@@ -54,22 +55,6 @@ class BlipFeatures:
     text_embeds_proj: torch.Tensor | None = None
     multimodal_embeds: torch.Tensor | None = None
 
-
-def itc_targets(image_id: torch.Tensor | None, batch: int, columns: torch.Tensor | None = None) -> torch.Tensor:
-    """Contrastive targets [B, C]: row i spreads its mass evenly over the columns showing its image.
-
-    ``image_id`` [B] names each pair's image (``None``: every pair its own image); ``columns`` [C]
-    the image ids of the columns (default: ``image_id``, the in-batch pairs).
-    """
-    ids = torch.arange(batch) if image_id is None else image_id.view(-1)
-    cols = ids if columns is None else columns.view(-1)
-    pos = (ids.view(-1, 1) == cols.view(1, -1).to(ids.device)).float()
-    return pos / pos.sum(1, keepdim=True)
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``-sum(targets * log_softmax(logits))``."""
-    return -(F.log_softmax(logits, dim=1) * targets).sum(1).mean()
 
 
 class BlipEncoders(BaseModel):
@@ -309,17 +294,10 @@ class BlipImageTextMatching(BlipImageTextBase):
         batch = image_embeds.shape[0]
         if batch < 2:
             raise ValueError("ITM with hard negatives needs a batch of at least 2 pairs")
-        with torch.no_grad():
-            ids = torch.arange(batch) if image_id is None else image_id.view(-1).cpu()
-            same = (ids.view(-1, 1) == ids.view(1, -1)).to(sim_i2t.device)
-            weights_i2t = F.softmax(sim_i2t.float(), dim=1).masked_fill(same, 0)
-            weights_t2i = F.softmax(sim_t2i.float(), dim=1).masked_fill(same, 0)
-            others = (~torch.eye(batch, dtype=torch.bool, device=sim_i2t.device)).float()
-            for w in (weights_i2t, weights_t2i):
-                empty = w.sum(1) <= 0
-                w[empty] = others[empty]
-            neg_image = torch.multinomial(weights_t2i, 1).squeeze(1)
-            neg_text = torch.multinomial(weights_i2t, 1).squeeze(1)
+        ids = torch.arange(batch) if image_id is None else image_id.view(-1).cpu()
+        same = (ids.view(-1, 1) == ids.view(1, -1)).to(sim_i2t.device)
+        neg_image = hard_negatives(sim_t2i, same)
+        neg_text = hard_negatives(sim_i2t, same)
         ids_all = torch.cat([input_ids, input_ids, input_ids[neg_text]], dim=0)
         atts_all = torch.cat([attention_mask, attention_mask, attention_mask[neg_text]], dim=0)
         images_all = torch.cat([image_embeds, image_embeds[neg_image], image_embeds], dim=0)

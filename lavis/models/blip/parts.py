@@ -62,15 +62,6 @@ def build_blip_encoders(
     return tok, BlipVisionModel(vision_cfg), text_encoder, text_cfg
 
 
-def momentum_update(pairs: list[tuple[Any, Any]], momentum: float) -> None:
-    """``p_m <- momentum * p_m + (1 - momentum) * p`` for each (module, momentum copy) pair."""
-    import torch
-
-    with torch.no_grad():
-        for model, model_m in pairs:
-            for p, p_m in zip(model.parameters(), model_m.parameters()):
-                p_m.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
-
 
 def caption_labels(input_ids: Any, pad_token_id: int, prompt_length: int, prompt_rows: Any = None) -> Any:
     """Language-modelling labels [B, L] for decoder ids [B, L]: padding and the first

@@ -11,10 +11,8 @@ import torch
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models import load_model
 from lavis.models.albef import convert
-from lavis.models.albef.albef_classification import distilled_cross_entropy
-from lavis.models.albef.albef_retrieval import soft_cross_entropy
 from lavis.models.albef.base import rampup_alpha
-from lavis.models.albef.contrastive import hard_negatives
+from lavis.models.alignment import distilled_cross_entropy, hard_negatives, soft_cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,7 +95,7 @@ def test_hard_negatives_never_pick_positives():
     draws = torch.stack([hard_negatives(sim, positive, g) for _ in range(200)])
     assert (draws[:, 0] == 1).float().mean() > 0.99  # softmax weight of column 1 vs 2: e^13 to 1
     assert (draws[:, 1] == 2).all()
-    assert set(draws[:, 2].tolist()) == {0, 1, 2}  # every column positive: uniform
+    assert set(draws[:, 2].tolist()) == {0, 1}  # every column positive: uniform over the other rows
 
 
 def test_vqa_answer_loss_is_the_summed_token_nll():

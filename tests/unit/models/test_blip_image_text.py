@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lavis.common.errors import CheckpointError
 from lavis.models import load_model
 from lavis.models.blip import convert
-from lavis.models.blip.image_text import itc_targets, soft_cross_entropy
+from lavis.models.alignment import itc_targets, soft_cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
