@@ -30,6 +30,8 @@ CHECKPOINT_ARCHS: dict[str, str] = {
     "qwen3_vl": "qwen3_vl",
     "Idefics3ForConditionalGeneration": "idefics3",  # Idefics3 and SmolVLM (v1)
     "idefics3": "idefics3",
+    "SmolVLMForConditionalGeneration": "smolvlm",  # SmolVLM2
+    "smolvlm": "smolvlm",
     "PaliGemmaForConditionalGeneration": "paligemma",
     "paligemma": "paligemma",
     "InternVLForConditionalGeneration": "internvl",  # InternVL checkpoints in transformers' layout (*-hf)
