@@ -28,7 +28,9 @@ CONVERSATION = [[{"role": "user", "content": "<image>\nwhat color is the circle"
 def test_every_vlm_arch_has_a_published_type_that_names_its_hub_repo():
     assert {e.arch for e in PUBLISHED} == set(VLM_ARCHS)
     for e in PUBLISHED:
-        model = registry.get_model_class(e.arch).default_config(e.model_type).model
+        cls = registry.get_model_class(e.arch)
+        model = cls.default_config(e.model_type).model
+        assert cls.validate_config(model) == [], e.name
         assert model.checkpoint == model.processor and "/" in model.checkpoint, e.name
         [source] = e.sources
         assert (source.kind, source.folder, source.location) == ("hf", True, model.checkpoint), e.name
