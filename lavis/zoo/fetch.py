@@ -223,16 +223,37 @@ def fetch_hub_folder(source: WeightSource, *, hint: str, force: bool = False) ->
         WeightsAccessError: the repo is gated or private and this machine has no token for it.
         WeightsOfflineError: offline and the folder is not cached (or only partly).
         WeightsUnavailableError: the Hub could not be reached, or the repo has no safetensors weights.
-        WeightsIntegrityError: a weight file does not match its record.
+        WeightsIntegrityError: a weight file does not match its record (online, the repo is
+            downloaded again first).
     """
-    from huggingface_hub import snapshot_download
-
     offline = is_offline()
     where = f"revision {source.revision}" if source.revision else "revision main"
+    folder = _snapshot(source, hint, where, offline, force=force and not offline)
+    names = folder_weight_files(folder)
+    if names is None:
+        raise WeightsUnavailableError(f"the Hub repo {source.location} ({where}) has no {HUB_INDEX} or model.safetensors "
+                                      "with all its files: is it a checkpoint in transformers' layout?")
     try:
-        folder = Path(snapshot_download(
+        for name in names:
+            check_hub_file(folder / name, source, name, hint_fix(hint))
+    except WeightsIntegrityError as e:
+        if offline or force:  # offline (name the command), or it was just downloaded afresh
+            raise
+        log.warning("%s; downloading %s again", _first_sentence(e), source.location)
+        folder = _snapshot(source, hint, where, offline, force=True)
+        for name in names:
+            check_hub_file(folder / name, source, name, hint_fix(hint))
+    return folder
+
+
+def _snapshot(source: WeightSource, hint: str, where: str, offline: bool, force: bool) -> Path:
+    """``snapshot_download`` of a folder source, its errors turned into the zoo's."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(
             source.location, revision=source.revision, allow_patterns=list(HUB_FOLDER_PATTERNS),
-            local_files_only=offline, force_download=force and not offline,
+            local_files_only=offline, force_download=force,
         ))
     except Exception as e:
         status = _denied_status(e)
@@ -243,13 +264,6 @@ def fetch_hub_folder(source: WeightSource, *, hint: str, force: bool = False) ->
                                       f"Face cache {hf_cache_dir()}") from e
         raise WeightsUnavailableError(f"could not fetch the Hub repo {source.location} ({where}) "
                                       f"({type(e).__name__}: {_first_sentence(e)})") from e
-    names = folder_weight_files(folder)
-    if names is None:
-        raise WeightsUnavailableError(f"the Hub repo {source.location} ({where}) has no {HUB_INDEX} or model.safetensors "
-                                      "with all its files: is it a checkpoint in transformers' layout?")
-    for name in names:
-        check_hub_file(folder / name, source, name, hint_fix(hint))
-    return folder
 
 
 def fetch_hub(source: WeightSource, *, hint: str, force: bool = False) -> Path:

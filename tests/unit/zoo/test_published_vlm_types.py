@@ -15,7 +15,7 @@ from lavis.models import load_model
 from lavis.models.vlm.base import HFVisionLanguageModel
 from lavis.zoo import entries, get_entry
 from lavis.zoo.cli import main
-from lavis.zoo.fetch import WeightsAccessError, WeightsOfflineError
+from lavis.zoo.fetch import WeightsAccessError, WeightsIntegrityError, WeightsOfflineError
 from lavis.zoo.report import parameter_count
 from tests.unit.zoo.zoo_helpers import COMMIT, serve_repo, zoo_commands
 
@@ -84,14 +84,30 @@ def test_published_type_loads_through_the_zoo_and_then_offline(fake_hub, caches,
         rec = lookup(folder / name)
         assert rec["revision"] == COMMIT and rec["size"] == len(files[name])
     assert main(["path", "qwen2_vl", "2b_instruct"]) == 0 and capsys.readouterr().out.strip() == str(folder)
+    assert main(["verify", "--print"]) == 0  # every shard re-hashed; the folder is pinned by its commit
+    out = capsys.readouterr().out
+    assert f"{len(shards)} file(s) checked, 0 mismatch(es)" in out and out.count(f"  hf_revision: {COMMIT}") == 1
+    assert "2b_instruct.yaml" in out and "hf_sha256" not in out
+
+    damaged = folder / shards[0]
+    damaged.write_bytes(files[shards[0]] + b"x")  # the cached shard changed after download
+    monkeypatch.setenv("LAVIS_OFFLINE", "1")
+    with pytest.raises(WeightsIntegrityError) as err:  # never used; the message names the fix
+        load_model("qwen2_vl", "2b_instruct")
+    [argv] = zoo_commands(str(err.value))
+    assert argv == ["download", "qwen2_vl", "2b_instruct", "--force"] and str(damaged) in str(err.value)
+    monkeypatch.delenv("LAVIS_OFFLINE")
+    assert main(argv) == 0 and damaged.read_bytes() == files[shards[0]]
+    capsys.readouterr()
+    damaged.write_bytes(files[shards[0]] + b"x")
+    load_model("qwen2_vl", "2b_instruct")  # online, a damaged shard is downloaded again first
+    assert damaged.read_bytes() == files[shards[0]]
 
     fake_hub.stop()
     monkeypatch.setenv("LAVIS_OFFLINE", "1")
     model = load_model("qwen2_vl", "2b_instruct", is_eval=True)  # from the cache alone
     assert model.processor_source == repo and model.hf_model.config.text_config.hidden_size == 64
     assert torch.equal(_loss(model), _loss(reference))
-    assert main(["verify"]) == 0
-    assert f"{len(shards)} file(s) checked, 0 mismatch(es)" in capsys.readouterr().out
 
 
 def test_gated_repo_says_how_to_get_access(fake_hub, caches, tmp_path, capsys):
