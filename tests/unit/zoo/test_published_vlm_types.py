@@ -12,6 +12,7 @@ import torch
 from lavis.common.download import lookup
 from lavis.common.registry import registry
 from lavis.models import load_model
+from lavis.models.vlm.archs import load_vlm
 from lavis.models.vlm.base import HFVisionLanguageModel
 from lavis.zoo import entries, get_entry
 from lavis.zoo.cli import main
@@ -108,6 +109,7 @@ def test_published_type_loads_through_the_zoo_and_then_offline(fake_hub, caches,
     model = load_model("qwen2_vl", "2b_instruct", is_eval=True)  # from the cache alone
     assert model.processor_source == repo and model.hf_model.config.text_config.hidden_size == 64
     assert torch.equal(_loss(model), _loss(reference))
+    assert type(load_vlm(repo)).__name__ == "Qwen2VL"  # the repo id alone, also from the cache
 
 
 def test_gated_repo_says_how_to_get_access(fake_hub, caches, tmp_path, capsys):
@@ -116,6 +118,8 @@ def test_gated_repo_says_how_to_get_access(fake_hub, caches, tmp_path, capsys):
     fake_hub.add(f"/api/models/{repo}/revision/main", **gated)
     with pytest.raises(WeightsAccessError) as err:
         load_model("paligemma", "3b_pt_224")
+    with pytest.raises(WeightsAccessError):  # the repo id alone takes the same path
+        load_vlm(repo)
     msg = str(err.value)
     assert "HTTP 403" in msg and f"https://huggingface.co/{repo}" in msg and "accept its terms" in msg
     assert "HF_TOKEN" in msg
