@@ -45,8 +45,8 @@ def batches(tmp_path_factory):
 
 
 def test_every_vlm_arch_is_covered():
-    assert {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "paligemma",
-            "internvl"} <= set(VLM_ARCHS)
+    assert {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm",
+            "paligemma", "internvl"} <= set(VLM_ARCHS)
 
 
 def _steps(model, step, n: int, lr: float = 3e-3):

@@ -115,7 +115,7 @@ def _table(args: argparse.Namespace) -> int:
         return 0
     for e in entries():
         source = e.sources[0].describe() if e.sources else "random init"
-        print(f"{e.arch:<16} {e.model_type:<14} {e.task or '-':<12} {format_count(parameter_count(e)):>8}  {source}")
+        print(f"{e.arch:<16} {e.model_type:<20} {e.task or '-':<12} {format_count(parameter_count(e)):>8}  {source}")
     return 0
 
 

@@ -11,19 +11,27 @@ block names the sources:
 ``finetuned`` / ``pretrained``
     the original checkpoint URL (or a local path). Pins: ``finetuned_sha256``,
     ``finetuned_size``, ``pretrained_sha256``, ``pretrained_size``.
+``checkpoint``
+    (vision-language types) a Hub repo in transformers' layout that the model's constructor loads
+    with ``from_pretrained``: the whole repo folder (config, processor files and the weights,
+    sharded or not) is the source. Pin: ``hf_revision``.
 
 Pins are written only where really known (published, or computed from the real file:
 ``python -m lavis.zoo verify --print``). Without them the first download is recorded in the
 cache's manifest and later uses are checked against that record.
 
 The optional top-level ``zoo`` block of the YAML holds what only the zoo needs: ``task`` (for
-the table) and ``skeleton_overrides``, constructor arguments that let the zoo build the network
-on the meta device without downloads to count its parameters (they must not change the count).
+the table), ``skeleton_overrides``, constructor arguments that let the zoo build the network
+on the meta device without downloads to count its parameters (they must not change the count),
+and ``published_parameters``, the count the weights' publisher gives (a test checks the skeleton
+against it).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlparse
 
@@ -31,6 +39,9 @@ from omegaconf import DictConfig
 
 from lavis.common.errors import UnknownNameError
 from lavis.common.schema import load_dict_config, plain_dict
+
+HUB_WEB = "https://huggingface.co"
+"""The Hub's web address (repo pages)."""
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 """Weight files looked for in a Hub repo, preferred first."""
@@ -62,6 +73,8 @@ class WeightSource:
         revision: Hub only, the pinned commit (``None``: the repo's ``main``).
         filenames: Hub only, the weight files to look for, preferred first.
         sha256, size: pinned hash and byte size of the weight file, where known.
+        folder: Hub only, the source is the whole repo in transformers' layout (a ``checkpoint``
+            folder for ``from_pretrained``), not one weight file.
     """
 
     kind: SourceKind
@@ -71,6 +84,7 @@ class WeightSource:
     filenames: tuple[str, ...] = HF_WEIGHT_FILES
     sha256: str | None = None
     size: int | None = None
+    folder: bool = False
 
     @property
     def pin_prefix(self) -> str:
@@ -80,7 +94,8 @@ class WeightSource:
     def describe(self) -> str:
         """``hf:REPO`` (``@REVISION`` when pinned), the URL, or the path."""
         if self.kind == "hf":
-            return f"hf:{self.location}" + (f"@{self.revision}" if self.revision else "")
+            rev = f"@{self.revision}" if self.revision else ""
+            return f"hf:{self.location}{rev}" + (" (repo folder)" if self.folder else "")
         return self.location
 
 
@@ -121,6 +136,19 @@ def hf_source(model_cfg: Mapping[str, Any], role: str) -> WeightSource | None:
         sha256=_str_or_none(model_cfg.get("hf_sha256")),
         size=_int_or_none(model_cfg.get("hf_size")),
     )
+
+
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+"""What a Hub repo id looks like (``owner/name``)."""
+
+
+def checkpoint_source(model_cfg: Mapping[str, Any]) -> WeightSource | None:
+    """The Hub folder named by a vision-language type's ``checkpoint`` (a repo id, not a local path)."""
+    repo = _str_or_none(model_cfg.get("checkpoint"))
+    if repo is None or not HUB_REPO_ID.fullmatch(repo) or Path(repo).expanduser().exists():
+        return None
+    return WeightSource(kind="hf", location=repo, role="checkpoint", revision=_str_or_none(model_cfg.get("hf_revision")),
+                        filenames=(), folder=True)
 
 
 def default_role(model_cfg: Mapping[str, Any]) -> str | None:
@@ -169,6 +197,7 @@ class ZooEntry:
         pretrained: the ``pretrained`` source when the type loads ``finetuned`` weights by default
             (``download --source pretrained`` fetches it), else ``None``.
         skeleton_overrides: constructor arguments to build the network without downloads.
+        published_parameters: the parameter count the publisher gives (``None``: not given).
     """
 
     arch: str
@@ -178,6 +207,7 @@ class ZooEntry:
     sources: tuple[WeightSource, ...] = ()
     pretrained: WeightSource | None = None
     skeleton_overrides: Mapping[str, Any] = field(default_factory=dict)
+    published_parameters: int | None = None
 
     @property
     def random_init(self) -> bool:
@@ -213,7 +243,8 @@ def entry_from_config(arch: str, model_type: str, cfg: DictConfig | Mapping[str,
     plain = plain_dict(cfg)
     model_cfg = dict(plain.get("model") or {})
     zoo_cfg = dict(plain.get("zoo") or {})
-    sources = tuple(default_sources(model_cfg))
+    folder = checkpoint_source(model_cfg)
+    sources = tuple(default_sources(model_cfg)) or ((folder,) if folder is not None else ())
     pretrained = None
     if default_role(model_cfg) == "finetuned":
         pretrained = role_source(model_cfg, "pretrained")
@@ -225,6 +256,7 @@ def entry_from_config(arch: str, model_type: str, cfg: DictConfig | Mapping[str,
         sources=sources,
         pretrained=pretrained,
         skeleton_overrides=dict(zoo_cfg.get("skeleton_overrides") or {}),
+        published_parameters=_int_or_none(zoo_cfg.get("published_parameters")),
     )
 
 

@@ -22,6 +22,7 @@ names the command that fetches it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -41,11 +42,15 @@ from lavis.common.download import (
 )
 from lavis.common.errors import CheckpointError
 from lavis.common.paths import cache_root
-from lavis.zoo.entries import WeightSource
+from lavis.zoo.entries import HUB_WEB, WeightSource
 
 log = logging.getLogger(__name__)
 
 MODELS_SUBDIR = "models"
+#: what a folder source fetches of a Hub repo in transformers' layout: config, processor, tokenizer
+#: and chat-template files, and the safetensors weights (not the same weights again in other formats)
+HUB_FOLDER_PATTERNS = ("*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.safetensors")
+HUB_INDEX = "model.safetensors.index.json"
 
 
 class WeightsOfflineError(OfflineError, CheckpointError):
@@ -59,6 +64,10 @@ class WeightsUnavailableError(DownloadError, CheckpointError):
 
 class WeightsIntegrityError(IntegrityError, CheckpointError):
     """A cached weight file does not match its pinned or recorded hash or size."""
+
+
+class WeightsAccessError(CheckpointError):
+    """The Hub refused a gated or private repo (HTTP 401/403). The message says how to get access."""
 
 
 # -- where files are (no network) ------------------------------------------------------------------
@@ -91,8 +100,34 @@ def hf_cached_file(repo_id: str, filenames: Sequence[str], revision: str | None 
     return None
 
 
+def folder_weight_files(folder: Path) -> list[str] | None:
+    """The weight files of a transformers checkpoint folder (every shard that
+    ``model.safetensors.index.json`` names, else ``model.safetensors``) if all are there, else ``None``."""
+    index = folder / HUB_INDEX
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        names = ["model.safetensors"]
+    return names if all((folder / n).is_file() for n in names) else None
+
+
+def hf_cached_folder(source: WeightSource) -> Path | None:
+    """The snapshot folder of a folder source in the Hugging Face cache, if it is complete."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(source.location, revision=source.revision,
+                                        allow_patterns=list(HUB_FOLDER_PATTERNS), local_files_only=True))
+    except Exception:  # not cached, or partly; a malformed repo id must not break listing the zoo
+        return None
+    return folder if folder_weight_files(folder) is not None else None
+
+
 def local_file(source: WeightSource) -> Path | None:
-    """The local file of ``source`` if it is on this machine (no network), else ``None``."""
+    """The local file (the folder, for a folder source) of ``source`` if it is on this machine (no
+    network), else ``None``."""
+    if source.folder:
+        return hf_cached_folder(source)
     if source.kind == "hf":
         return hf_cached_file(source.location, source.filenames, source.revision)
     if source.kind == "url":
@@ -156,7 +191,82 @@ def check_hub_file(path: Path, source: WeightSource, filename: str, fix: str) ->
 
 
 # -- fetching --------------------------------------------------------------------------------------
-def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
+def _denied_status(error: BaseException) -> int | None:
+    """401 or 403 when the Hub refused access somewhere in ``error``'s chain of causes, else ``None``."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        response = getattr(seen, "response", None) if isinstance(seen, HfHubHTTPError) else None
+        if response is not None and response.status_code in (401, 403):
+            return int(response.status_code)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def access_error(repo: str, status: int, hint: str) -> WeightsAccessError:
+    """What to do when the Hub refuses ``repo``: accept its terms and give this machine a token."""
+    return WeightsAccessError(
+        f"the Hub refused access to {repo} (HTTP {status}): the repo is gated or private, or this token does not "
+        f"reach it (an unknown repo also answers 401). For a gated model (such as PaliGemma, under Google's terms): "
+        f"open {HUB_WEB}/{repo}, log in and accept its terms; then set HF_TOKEN on this machine to an access token "
+        f"of that account ({HUB_WEB}/settings/tokens) and run `{hint}`."
+    )
+
+
+def fetch_hub_folder(source: WeightSource, *, hint: str, force: bool = False) -> Path:
+    """The folder of a Hub repo in transformers' layout (:data:`HUB_FOLDER_PATTERNS`), downloaded
+    into the Hugging Face cache if needed; offline, only the cache is read. Each weight file is
+    checked like a single Hub file (recorded at first sight, later compared with the record).
+
+    Raises:
+        WeightsAccessError: the repo is gated or private and this machine has no token for it.
+        WeightsOfflineError: offline and the folder is not cached (or only partly).
+        WeightsUnavailableError: the Hub could not be reached, or the repo has no safetensors weights.
+        WeightsIntegrityError: a weight file does not match its record (online, the repo is
+            downloaded again first).
+    """
+    offline = is_offline()
+    where = f"revision {source.revision}" if source.revision else "revision main"
+    folder = _snapshot(source, hint, where, offline, force=force and not offline)
+    names = folder_weight_files(folder)
+    if names is None:
+        raise WeightsUnavailableError(f"the Hub repo {source.location} ({where}) has no {HUB_INDEX} or model.safetensors "
+                                      "with all its files: is it a checkpoint in transformers' layout?")
+    try:
+        for name in names:
+            check_hub_file(folder / name, source, name, hint_fix(hint))
+    except WeightsIntegrityError as e:
+        if offline or force:  # offline (name the command), or it was just downloaded afresh
+            raise
+        log.warning("%s; downloading %s again", _first_sentence(e), source.location)
+        folder = _snapshot(source, hint, where, offline, force=True)
+        for name in names:
+            check_hub_file(folder / name, source, name, hint_fix(hint))
+    return folder
+
+
+def _snapshot(source: WeightSource, hint: str, where: str, offline: bool, force: bool) -> Path:
+    """``snapshot_download`` of a folder source, its errors turned into the zoo's."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(
+            source.location, revision=source.revision, allow_patterns=list(HUB_FOLDER_PATTERNS),
+            local_files_only=offline, force_download=force,
+        ))
+    except Exception as e:
+        status = _denied_status(e)
+        if status is not None:
+            raise access_error(source.location, status, hint) from e
+        if offline:
+            raise WeightsOfflineError(f"the Hub repo {source.location} ({where}) is not (completely) in the Hugging "
+                                      f"Face cache {hf_cache_dir()}") from e
+        raise WeightsUnavailableError(f"could not fetch the Hub repo {source.location} ({where}) "
+                                      f"({type(e).__name__}: {_first_sentence(e)})") from e
+
+
+def fetch_hub(source: WeightSource, *, hint: str, force: bool = False) -> Path:
     """The weight file of a Hub source, downloaded into the Hugging Face cache if needed.
 
     Tries ``source.filenames`` in order (``model.safetensors`` before ``pytorch_model.bin``); a
@@ -166,10 +276,12 @@ def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
         WeightsOfflineError: offline and none of the files is cached.
         WeightsUnavailableError: the Hub could not be reached (or has none of the files).
         WeightsIntegrityError: the file does not match its pins or its record.
+        WeightsAccessError: the repo is gated or private and this machine has no token for it.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    fix = hint_fix(hint)
     offline = is_offline()
     unreachable: LocalEntryNotFoundError | None = None
     failures: list[tuple[str, EntryNotFoundError]] = []  # LocalEntryNotFoundError is a subclass
@@ -189,6 +301,9 @@ def fetch_hub(source: WeightSource, *, fix: str, force: bool = False) -> Path:
             failures.append((filename, e))
             continue
         except Exception as e:  # network, auth, unknown repo or revision: let the caller try another source
+            status = _denied_status(e)
+            if status is not None:
+                raise access_error(source.location, status, hint) from e
             raise WeightsUnavailableError(
                 f"could not fetch {filename} of the Hub repo {source.location} ({type(e).__name__}: "
                 f"{_first_sentence(e)})"
@@ -289,12 +404,14 @@ def fetch(sources: Sequence[WeightSource], *, owner: str, hint: str, force: bool
     failures: list[str] = []
     for source in sources:
         try:
+            if source.folder:
+                return fetch_hub_folder(source, hint=hint, force=force)
             if source.kind == "hf":
-                return fetch_hub(source, fix=hint_fix(hint), force=force)
+                return fetch_hub(source, hint=hint, force=force)
             if source.kind == "url":
                 return fetch_url(source, hint=hint, force=force)
             return fetch_file(source)
-        except WeightsIntegrityError:
+        except (WeightsIntegrityError, WeightsAccessError):
             raise
         except WeightsOfflineError as e:
             offline_misses.append(str(e.args[0]) if e.args else str(e))

@@ -12,9 +12,7 @@ import json
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
-from lavis.zoo.entries import WeightSource, ZooEntry
-
-HUB_WEB = "https://huggingface.co"
+from lavis.zoo.entries import HUB_WEB, WeightSource, ZooEntry
 
 
 def build_skeleton(entry: ZooEntry, offline_safe: bool = True) -> Any:
@@ -64,6 +62,7 @@ def _source_row(source: WeightSource) -> dict[str, Any]:
         "role": source.role,
         "revision": source.revision,
         "filenames": list(source.filenames) if source.kind == "hf" else None,
+        "folder": source.folder,
         "sha256": source.sha256,
         "size": source.size,
         "cached": str(path) if path is not None else None,
@@ -110,7 +109,8 @@ def format_list(rows: Sequence[dict[str, Any]]) -> str:
 def _describe_row(s: dict[str, Any]) -> str:
     if s["kind"] == "hf":
         rev = f"@{s['revision']}" if s["revision"] else ""
-        return f"hf:{s['location']}{rev} ({' or '.join(s['filenames'])})"
+        files = "the repo folder" if s["folder"] else " or ".join(s["filenames"])
+        return f"hf:{s['location']}{rev} ({files})"
     return s["location"]
 
 
@@ -126,7 +126,8 @@ def format_json(rows: Sequence[dict[str, Any]]) -> str:
 def _md_source(source: WeightSource) -> str:
     if source.kind == "hf":
         rev = f" @ `{source.revision[:12]}`" if source.revision else ""
-        return f"Hub [{source.location}]({HUB_WEB}/{source.location}){rev}"
+        folder = " (repo folder)" if source.folder else ""
+        return f"Hub [{source.location}]({HUB_WEB}/{source.location}){rev}{folder}"
     if source.kind == "url":
         name = urlparse(source.location).path.rsplit("/", 1)[-1]
         return f"URL [{name}]({source.location})"
@@ -157,6 +158,9 @@ def markdown_table(entries: Sequence[ZooEntry]) -> str:
         "original LAVIS checkpoint, which goes through the LAVIS-layout converter), keeps them in the cache and",
         "checks them on every later use. `python -m lavis.zoo list` shows what is cached on this machine;",
         "`python -m lavis.zoo download ARCH TYPE` fetches ahead of time (see [offline use](offline.md)).",
+        "A vision-language type's source is its Hub repo as a whole (\"repo folder\": config, processor and",
+        "weights, sharded or not), loaded with transformers' `from_pretrained`; a gated repo (PaliGemma) needs",
+        "its licence accepted on the Hub and `HF_TOKEN` set (see [post-training](post_training.md)).",
         "",
         "| Architecture | Model type | Task | Parameters | Weights (preferred first) | Pinned |",
         "|---|---|---|---:|---|---|",

@@ -65,13 +65,14 @@ def download(
 
     That is the weight file (see :func:`weights_path`) and, with ``assets``, everything the
     constructor downloads (the tokenizer files): the network is built once on the meta device,
-    which allocates nothing.
+    which allocates nothing. A Hub folder source (a vision-language type's ``checkpoint``) holds
+    its processor files already.
 
     Returns:
-        The weight file, or ``None`` for a random-init type.
+        The weight file (the repo folder for a folder source), or ``None`` for a random-init type.
     """
     path = weights_path(arch, model_type, which, force=force)
-    if assets:
+    if assets and not any(s.folder for s in get_entry(arch, model_type).sources):
         from lavis.zoo.report import build_skeleton
 
         build_skeleton(get_entry(arch, model_type), offline_safe=False)
@@ -94,6 +95,27 @@ def resolve_config_weights(model_cfg: Mapping[str, Any], owner: str) -> Path | N
     who = f"{arch} {model_type}" if arch and model_type else owner
     which = "pretrained" if sources[0].role == "pretrained" and model_cfg.get("finetuned") else "auto"
     return fetch(sources, owner=who, hint=download_command(arch, model_type, which))
+
+
+def resolve_checkpoint_folder(checkpoint: str | os.PathLike, owner: str) -> str:
+    """A local folder for a transformers checkpoint (or processor) given as a path or a Hub repo id.
+
+    A path that exists is returned as it is. The Hub repo of a zoo entry (a published
+    vision-language type's ``checkpoint``) is fetched through the zoo: into the Hugging Face cache,
+    each weight file recorded and checked, offline-aware, with errors that name
+    ``python -m lavis.zoo download ARCH TYPE``. Any other repo id is returned as it is, for
+    transformers to download.
+    """
+    text = str(checkpoint)
+    if Path(text).expanduser().exists():
+        return text
+    hit = entry_for_location(text)
+    if hit is None:
+        return text
+    from lavis.zoo.fetch import fetch
+
+    entry, source = hit
+    return str(fetch([source], owner=f"{owner} ({entry.name})", hint=entry.download_command()))
 
 
 def resolve_location(url_or_path: str | os.PathLike, owner: str, *, force: bool = False) -> Path:

@@ -1,15 +1,16 @@
 """Check every cached weight file against its pins or its manifest record; print pin lines.
 
 ``python -m lavis.zoo verify`` re-hashes each file of each zoo entry that is on this machine
-(Hub files in the Hugging Face cache, URL files in ``cache_root()/models/``) and every other file
+(Hub files in the Hugging Face cache, there each weight file of a Hub repo folder, URL files in
+``cache_root()/models/``) and every other file
 the lavis manifest records. A file whose size or sha256 differs from its pinned value (in the
 model-type YAML) or, without a pin, from what was recorded at its first download is a mismatch:
 it is reported by name with the expected and actual values and the command that fetches it
 again, and the command exits non-zero.
 
 ``--print`` also prints, for every file that checks out, the YAML lines that pin it
-(``hf_revision``, ``hf_filename``, ``hf_sha256``, ``hf_size``; ``finetuned_sha256``, ...) for a
-maintainer to paste under ``model:`` in the model-type YAML.
+(``hf_revision``, ``hf_filename``, ``hf_sha256``, ``hf_size``; ``finetuned_sha256``, ...; a repo
+folder only ``hf_revision``) for a maintainer to paste under ``model:`` in the model-type YAML.
 """
 
 from __future__ import annotations
@@ -97,17 +98,21 @@ def verify_cache(entries: Sequence[ZooEntry] | None = None) -> list[FileCheck]:
     """Check every cached file of the zoo entries and every other file the manifest records."""
     from lavis.common.download import manifest_records, sha256_file
     from lavis.zoo import entries as all_entries
-    from lavis.zoo.fetch import local_file
+    from lavis.zoo.fetch import folder_weight_files, local_file
 
     checks: list[FileCheck] = []
     seen: set[str] = set()
     for entry in entries if entries is not None else all_entries():
         for source in list(entry.sources) + ([entry.pretrained] if entry.pretrained else []):
             path = local_file(source)
-            if path is None or os.path.realpath(path) in seen:
+            if path is None:
                 continue
-            seen.add(os.path.realpath(path))
-            checks.append(check_entry_file(entry, source, path))
+            files = [path / n for n in folder_weight_files(path) or []] if source.folder else [path]
+            for file in files:
+                if os.path.realpath(file) in seen:
+                    continue
+                seen.add(os.path.realpath(file))
+                checks.append(check_entry_file(entry, source, file))
     for path, rec in sorted(manifest_records().items()):
         if os.path.realpath(path) in seen or not path.is_file():
             continue
@@ -146,6 +151,8 @@ def pin_lines(check: FileCheck) -> list[str]:
         lines = []
         if check.revision:
             lines.append(f"  hf_revision: {check.revision}")
+        if source.folder:  # a repo folder is pinned by its commit; each weight file by its record
+            return lines
         if check.filename:
             lines.append(f"  hf_filename: {check.filename}")
         return lines + [f"  hf_sha256: {check.sha256}", f"  hf_size: {check.size}"]
@@ -167,10 +174,12 @@ def format_report(checks: Sequence[FileCheck], print_pins: bool = False) -> str:
     if print_pins:
         by_entry: dict[str, list[str]] = {}
         for c in checks:
-            pins = pin_lines(c)
-            if pins and c.entry is not None:
+            if c.entry is not None:
                 header = f"# {c.entry.name}: paste under `model:` in {c.entry.config_path}"
-                by_entry.setdefault(header, []).extend(pins)
+                known = by_entry.get(header, [])
+                pins = [p for p in pin_lines(c) if p not in known]  # a folder's files share one commit
+                if pins:
+                    by_entry.setdefault(header, []).extend(pins)
         if by_entry:
             lines.append("")
             for header, pins in by_entry.items():

@@ -186,6 +186,20 @@ def write_idefics3(folder: Path) -> None:
     processor.save_pretrained(str(folder))
 
 
+def write_smolvlm(folder: Path) -> None:
+    """SmolVLM2 layout: Idefics3's (one 32 px global image, 8 px patches shuffled 2x2 into 4 image
+    tokens) with SmolVLM's image and video processors."""
+    from transformers import SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
+
+    size = {"longest_edge": 32}
+    image_processor = SmolVLMImageProcessor(do_image_splitting=False, size=size, max_image_size=size)
+    tokenizer = build_tokenizer(["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"])
+    processor = SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
+                                 image_seq_len=4, chat_template=chat_template("<image>"))
+    processor.save_pretrained(str(folder))
+
+
 def write_paligemma(folder: Path) -> None:
     """PaliGemma layout: SigLIP image processor at 32 px (16 image tokens of 8 px patches); the
     processor adds its ``<loc....>``/``<seg...>`` detection tokens to the tokenizer."""
@@ -217,8 +231,8 @@ def write_internvl(folder: Path) -> None:
 
 WRITERS = {"llava_tiny": write_llava, "qwen2_vl_tiny": write_qwen2_vl, "qwen2_5_vl_tiny": write_qwen2_5_vl,
            "llava_next_tiny": write_llava_next, "llava_onevision_tiny": write_llava_onevision,
-           "qwen3_vl_tiny": write_qwen3_vl, "idefics3_tiny": write_idefics3, "paligemma_tiny": write_paligemma,
-           "internvl_tiny": write_internvl}
+           "qwen3_vl_tiny": write_qwen3_vl, "idefics3_tiny": write_idefics3, "smolvlm_tiny": write_smolvlm,
+           "paligemma_tiny": write_paligemma, "internvl_tiny": write_internvl}
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ CHECKPOINT_ARCHS: dict[str, str] = {
     "qwen3_vl": "qwen3_vl",
     "Idefics3ForConditionalGeneration": "idefics3",  # Idefics3 and SmolVLM (v1)
     "idefics3": "idefics3",
+    "SmolVLMForConditionalGeneration": "smolvlm",  # SmolVLM2
+    "smolvlm": "smolvlm",
     "PaliGemmaForConditionalGeneration": "paligemma",
     "paligemma": "paligemma",
     "InternVLForConditionalGeneration": "internvl",  # InternVL checkpoints in transformers' layout (*-hf)
@@ -68,8 +70,11 @@ def arch_for_checkpoint(checkpoint: str | os.PathLike) -> str:
 def load_vlm(checkpoint: str | os.PathLike, processor: str | os.PathLike | None = None, **kwargs: Any) -> Any:
     """The registered model for ``checkpoint`` (picked by :func:`arch_for_checkpoint`) with its
     weights; the processor comes from the same folder or repo unless ``processor`` is given.
-    ``kwargs`` are further constructor arguments (``lora``, ``freeze_vision_tower``, ...)."""
+    ``kwargs`` are further constructor arguments (``lora``, ``freeze_vision_tower``, ...). The Hub
+    repo of a published model type comes through the zoo, as when that type is loaded."""
     from lavis.common.registry import registry
+    from lavis.zoo.resolve import resolve_checkpoint_folder
 
-    cls = registry.get_model_class(arch_for_checkpoint(checkpoint))
+    folder = resolve_checkpoint_folder(checkpoint, "load_vlm")  # a published repo: fetched and checked
+    cls = registry.get_model_class(arch_for_checkpoint(folder))
     return cls(processor=str(processor or checkpoint), checkpoint=str(checkpoint), **kwargs)

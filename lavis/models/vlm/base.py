@@ -66,7 +66,8 @@ class HFVisionLanguageModel(BaseModel):
             ...) for a randomly initialised network; token ids and ``vocab_size`` that are not given
             come from the processor's tokenizer. Ignored when ``checkpoint`` is set.
         checkpoint: a transformers checkpoint (local folder or Hub repo id) whose weights are loaded
-            with ``from_pretrained``.
+            with ``from_pretrained``; the repo of a published model type is fetched through the zoo
+            (:func:`lavis.zoo.resolve.resolve_checkpoint_folder`).
         attn_implementation: transformers' attention backend (``sdpa`` by default, ``eager``).
         max_length: conversations are cut to this many tokens after image tokens are expanded.
         freeze_vision_tower: stop gradients into the vision tower.
@@ -110,13 +111,18 @@ class HFVisionLanguageModel(BaseModel):
 
         if not self.HF_MODEL_CLASS:
             raise TypeError(f"{type(self).__name__} must set HF_MODEL_CLASS (e.g. 'transformers:LlavaForConditionalGeneration')")
+        from lavis.zoo.resolve import resolve_checkpoint_folder
+
         self.processor_source = str(processor)
         local = package_path(processor)
-        source = str(local) if local.exists() else str(processor)  # else a Hub repo id
+        owner = type(self).__name__
+        # else a Hub repo id: a published type's repo comes through the zoo (cached and checked)
+        source = str(local) if local.exists() else resolve_checkpoint_folder(processor, owner)
         self.processor = AutoProcessor.from_pretrained(source)
         model_cls = _resolve_class(self.HF_MODEL_CLASS)
         if checkpoint is not None:
-            self.hf_model = model_cls.from_pretrained(checkpoint, attn_implementation=attn_implementation)
+            folder = source if str(checkpoint) == str(processor) else resolve_checkpoint_folder(checkpoint, owner)
+            self.hf_model = model_cls.from_pretrained(folder, attn_implementation=attn_implementation)
         else:
             if hf_config is None:
                 raise ConfigError(["model.hf_config: give the transformers config of a randomly initialised "

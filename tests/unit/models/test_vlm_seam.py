@@ -16,7 +16,7 @@ from lavis.models.vlm.conversation import ConversationError
 #: image tokens per 64 px image of each tiny type (from its processor and config; LLaVA-NeXT and
 #: -OneVision: a 32 px tile and the whole image, 16 each, and a newline token per row of the tile)
 IMAGE_TOKENS = {"llava": 16, "qwen2_vl": 16, "qwen2_5_vl": 16, "llava_next": 36, "llava_onevision": 36,
-                "qwen3_vl": 16, "idefics3": 4, "paligemma": 16, "internvl": 4}
+                "qwen3_vl": 16, "idefics3": 4, "smolvlm": 4, "paligemma": 16, "internvl": 4}
 ARCHS = sorted(IMAGE_TOKENS)
 
 

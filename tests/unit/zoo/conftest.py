@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from lavis.models.blip.blip_caption import BlipCaption
 from tests.helpers.fixtures import http_server, lavis_cache  # noqa: F401
+from tests.helpers.http_server import FileServer
 from tests.unit.zoo.zoo_helpers import tiny
 
 
@@ -34,6 +35,19 @@ def caches(lavis_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hf_home / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     return {"lavis": lavis_cache, "hf": hf_home / "hub", "hf_home": hf_home}
+
+
+@pytest.fixture
+def fake_hub(caches, monkeypatch):
+    """A started FileServer that ``huggingface_hub`` uses as its endpoint (what HF_ENDPOINT sets);
+    ``zoo_helpers.serve_repo`` puts a repo on it."""
+    import huggingface_hub.constants as hf_constants
+
+    with FileServer() as server:
+        monkeypatch.setattr(hf_constants, "ENDPOINT", server.base_url)
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.base_url + "/{repo_id}/resolve/{revision}/{filename}")
+        yield server
 
 
 @pytest.fixture

@@ -17,42 +17,15 @@ from lavis.models import load_model
 from lavis.zoo.cli import main
 from lavis.zoo.fetch import WeightsIntegrityError
 from tests.helpers.http_server import FileServer
-from tests.unit.zoo.zoo_helpers import hub_safetensors_bytes, outputs, zoo_commands
+from tests.unit.zoo.zoo_helpers import COMMIT, hub_safetensors_bytes, outputs, serve_repo, zoo_commands
 
 REPO = "lavis-test/blip-caption-tiny"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the fake Hub's commit, made up by this test
-
-
-def serve_repo(server: FileServer, files: dict[str, bytes], missing: tuple[str, ...] = ()) -> None:
-    """Serve ``files`` of REPO the way the Hub does for ``hf_hub_download`` (HEAD and GET on
-    ``/{repo}/resolve/{revision}/{file}`` with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``),
-    at ``main`` and at the commit; ``missing`` files answer 404 ``EntryNotFound``."""
-    for revision in ("main", COMMIT):
-        for name, data in files.items():
-            etag = hashlib.sha256(data).hexdigest()  # what the Hub sends for LFS files
-            server.add(f"/{REPO}/resolve/{revision}/{name}", data,
-                       headers={"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"'})
-        for name in missing:
-            server.add(f"/{REPO}/resolve/{revision}/{name}", status=404,
-                       headers={"X-Repo-Commit": COMMIT, "X-Error-Code": "EntryNotFound"})
-
-
-@pytest.fixture
-def fake_hub(caches, monkeypatch):
-    """A started FileServer that ``huggingface_hub`` uses as its endpoint (what HF_ENDPOINT sets)."""
-    import huggingface_hub.constants as hf_constants
-
-    with FileServer() as server:
-        monkeypatch.setattr(hf_constants, "ENDPOINT", server.base_url)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            server.base_url + "/{repo_id}/resolve/{revision}/{filename}")
-        yield server
 
 
 def test_hub_download_records_commit_and_works_offline(fake_hub, caches, add_model_type, reference,
                                                        monkeypatch, capsys):
     data = hub_safetensors_bytes(reference)
-    serve_repo(fake_hub, {"model.safetensors": data})
+    serve_repo(fake_hub, REPO, {"model.safetensors": data})
     add_model_type("test_hub", load_finetuned=True, hf_repo=REPO)
 
     model = load_model("blip_caption", "test_hub", is_eval=True)
@@ -107,7 +80,7 @@ def test_hub_offline_with_empty_cache_names_file_and_command(fake_hub, caches, a
     assert fake_hub.count() == 0
 
     # that command, run where the Hub is reachable, fills the cache the offline load reads
-    serve_repo(fake_hub, {"model.safetensors": hub_safetensors_bytes(reference)})
+    serve_repo(fake_hub, REPO, {"model.safetensors": hub_safetensors_bytes(reference)})
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert main(zoo_commands(msg)[0]) == 0
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -119,7 +92,7 @@ def test_hub_offline_with_empty_cache_names_file_and_command(fake_hub, caches, a
 def test_hub_without_safetensors_falls_back_to_pytorch_model_bin(fake_hub, add_model_type, reference, tmp_path):
     bin_path = tmp_path / "pytorch_model.bin"
     torch.save(dict(reference.blip.state_dict()), bin_path)
-    serve_repo(fake_hub, {"pytorch_model.bin": bin_path.read_bytes()}, missing=("model.safetensors",))
+    serve_repo(fake_hub, REPO, {"pytorch_model.bin": bin_path.read_bytes()}, missing=("model.safetensors",))
     add_model_type("test_hub", load_finetuned=True, hf_repo=REPO)
     model = load_model("blip_caption", "test_hub", is_eval=True)
     assert torch.equal(outputs(model)[0], outputs(reference)[0])
@@ -128,7 +101,7 @@ def test_hub_without_safetensors_falls_back_to_pytorch_model_bin(fake_hub, add_m
 
 def test_pinned_revision_and_wrong_pinned_sha256(fake_hub, caches, add_model_type, reference):
     data = hub_safetensors_bytes(reference)
-    serve_repo(fake_hub, {"model.safetensors": data})
+    serve_repo(fake_hub, REPO, {"model.safetensors": data})
     wrong = "f" * 64
     add_model_type("test_pinned", load_finetuned=True, hf_repo=REPO, hf_revision=COMMIT, hf_sha256=wrong)
     with pytest.raises(WeightsIntegrityError) as err:
@@ -151,7 +124,7 @@ def test_hf_endpoint_environment_variable_is_honoured(caches, add_model_type, re
         "raise SystemExit(main(['download', 'blip_caption', 'test_hub']))\n"
     )
     with FileServer() as server:
-        serve_repo(server, {"model.safetensors": hub_safetensors_bytes(reference)})
+        serve_repo(server, REPO, {"model.safetensors": hub_safetensors_bytes(reference)})
         env = dict(os.environ, HF_ENDPOINT=server.base_url, HF_HOME=str(caches["hf_home"]), OMP_NUM_THREADS="1")
         env.pop("HF_HUB_CACHE", None)
         res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -190,7 +163,7 @@ def test_unreachable_hub_falls_back_to_the_original_url(caches, add_model_type, 
 def test_damaged_hub_file_is_downloaded_again_online_and_named_offline(fake_hub, caches, add_model_type, reference,
                                                                        monkeypatch, capsys, caplog):
     data = hub_safetensors_bytes(reference)
-    serve_repo(fake_hub, {"model.safetensors": data})
+    serve_repo(fake_hub, REPO, {"model.safetensors": data})
     add_model_type("test_hub", load_finetuned=True, hf_repo=REPO)
     main_file = f"/{REPO}/resolve/main/model.safetensors"
     load_model("blip_caption", "test_hub")

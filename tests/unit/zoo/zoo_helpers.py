@@ -3,7 +3,9 @@ network in the layouts the zoo downloads (original LAVIS ``.pth``, Hub ``model.s
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import shlex
 
@@ -12,6 +14,7 @@ import torch
 from lavis.models.blip import convert
 from lavis.models.blip.blip_caption import BlipCaption
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the fake Hub's commit, made up by the tests
 REAL_BASE_URL = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP/blip_coco_caption_base.pth"
 # where LAVIS_MIRROR=<base> looks for it: <base>/<host>/<path>
 MIRROR_PATH = "/storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP/blip_coco_caption_base.pth"
@@ -58,3 +61,25 @@ def hub_safetensors_bytes(model: BlipCaption) -> bytes:
     sd.pop("text_decoder.cls.predictions.decoder.bias")
     sd["text_decoder.bert.embeddings.position_ids"] = torch.arange(model.max_positions).unsqueeze(0)
     return save(sd)
+
+
+def serve_repo(server, repo: str, files: dict[str, bytes], missing: tuple[str, ...] = ()) -> None:
+    """Serve ``files`` of ``repo`` the way the Hub does: for ``hf_hub_download`` (HEAD and GET on
+    ``/{repo}/resolve/{revision}/{file}`` with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``),
+    at ``main`` and at the commit, ``missing`` files answering 404 ``EntryNotFound``; and for
+    ``snapshot_download`` the repo's API pages (``/api/models/{repo}/revision/main``: its commit,
+    ``/api/models/{repo}/tree/{commit}``: its files with sizes and LFS hashes)."""
+    for revision in ("main", COMMIT):
+        for name, data in files.items():
+            etag = hashlib.sha256(data).hexdigest()  # what the Hub sends for LFS files
+            server.add(f"/{repo}/resolve/{revision}/{name}", data,
+                       headers={"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"'})
+        for name in missing:
+            server.add(f"/{repo}/resolve/{revision}/{name}", status=404,
+                       headers={"X-Repo-Commit": COMMIT, "X-Error-Code": "EntryNotFound"})
+    tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest(),
+             "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
+            for name, data in sorted(files.items())]
+    info = {"id": repo, "sha": COMMIT, "siblings": [{"rfilename": name} for name in sorted(files)]}
+    server.add(f"/api/models/{repo}/revision/main", json.dumps(info).encode())
+    server.add(f"/api/models/{repo}/tree/{COMMIT}", json.dumps(tree).encode())
