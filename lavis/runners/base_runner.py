@@ -549,7 +549,7 @@ class TrainRunnerBase(BaseRunner):
         rng = dist.all_gather_object(get_rng_state())  # collective: one state per rank
         model_state, optimizer_state = fsdp.state_dicts(self.model, self.optimizer)  # full; collective under FSDP
         return {
-            "model": model_state,
+            **ckpt_io.model_entries(self.model, model_state, self.cfg.to_dict()["model"], self.run_cfg.save_weights),
             "optimizer": optimizer_state,
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,

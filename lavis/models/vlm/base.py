@@ -91,6 +91,7 @@ class HFVisionLanguageModel(BaseModel):
     NON_GENERATE_PARAMS: ClassVar[tuple[str, ...]] = ("labels",)
     #: processor keywords a config may set under ``processing`` (image resolution and the like)
     PROCESSING_KEYWORDS: ClassVar[tuple[str, ...]] = ()
+    BASE_WEIGHT_KEYS = ("checkpoint",)
 
     def __init__(
         self,
@@ -165,6 +166,34 @@ class HFVisionLanguageModel(BaseModel):
         if self.value_head is not None and not any(k.startswith("value_head.") for k in state_dict):
             state_dict = {**state_dict, **{f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}}
         return state_dict
+
+    @staticmethod
+    def canonical_state_key(key: str) -> str:
+        """``key`` without peft's LoRA wrapping, as the model names it without adapters."""
+        return key.replace("hf_model.base_model.model.", "hf_model.", 1).replace(".base_layer.", ".")
+
+    def load_trained_only(self, weights: Mapping[str, torch.Tensor], where: str, strict: bool = True) -> None:
+        """As :meth:`BaseModel.load_trained_only`; the LoRA adapters of a run loaded into a model
+        without LoRA (a later stage's ``finetuned``) are merged into its weights."""
+        from lavis.models.trained_only import record_of
+
+        lora = ((record_of(weights) or {}).get("model") or {}).get("lora")
+        merge = bool(lora) and not self.has_lora and any(".lora_" in k for k in weights)
+        if merge:
+            from lavis.models.vlm.adapters import apply_lora
+
+            self.load_base(record_of(weights) or {})
+            apply_lora(self, lora)
+        super().load_trained_only(weights, where, strict)
+        if merge:
+            self.hf_model = self.hf_model.merge_and_unload()
+            self.lora_config = None
+
+    def load_base(self, record: Mapping[str, Any]) -> None:
+        """As :meth:`BaseModel.load_base`, except under LoRA: base files name the weights without
+        peft's wrapping, so a wrapped model must hold its base already (the load checks it)."""
+        if not self.has_lora:
+            super().load_base(record)
 
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
