@@ -263,8 +263,10 @@ class BaseModel(nn.Module):
 
         record = trained_only.record_of(weights)
         assert record is not None
+        weights = RecordedStateDict(self.convert_state_dict(dict(weights)), record)
+        trained_only.check(self, weights, where, base=False)  # before the base is loaded
         self.load_base(record)
-        trained_only.load(self, RecordedStateDict(self.convert_state_dict(dict(weights)), record), where, exact=strict)
+        trained_only.load(self, weights, where, exact=strict)
 
     def load_base(self, record: Mapping[str, Any]) -> None:
         """Load the base weights a trained-only ``record`` names (its run's ``pretrained`` or

@@ -132,30 +132,45 @@ def base_problem(model: nn.Module, record: Mapping[str, Any], *, exact: bool) ->
     return None
 
 
+def key_problem(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> str | None:
+    """Why ``weights`` cannot go into ``model`` whatever its base (``None`` when they can): keys
+    the model lacks, or tensors of other shapes."""
+    state = model.state_dict()
+    lacking = sorted(set(weights) - set(state))
+    if lacking:
+        return f"this model lacks {len(lacking)} of its keys, e.g. {lacking[:3]}"
+    shapes = sorted(k for k in weights if tuple(state[k].shape) != tuple(weights[k].shape))
+    if shapes:
+        return f"{len(shapes)} of its tensors have other shapes in this model, e.g. {shapes[:3]}"
+    return None
+
+
+def check(model: nn.Module, weights: RecordedStateDict, where: str, *, exact: bool = True, base: bool = True) -> None:
+    """Raise :class:`CheckpointError`, saying what to do, when trained-only ``weights`` (read from
+    ``where``) do not fit ``model``: :func:`key_problem`, and with ``base`` :func:`base_problem`."""
+    record = weights.record
+    problem = key_problem(model, weights) or (base_problem(model, record, exact=exact) if base else None)
+    if problem is None:
+        return
+    lora = (record.get("model") or {}).get("lora")
+    raise CheckpointError(
+        f"{where} holds only the trained parameters ({len(weights)} tensors) of a run on {describe(record)}, "
+        f"and {problem}. Load it onto the model that run trained: build it from the run's model block "
+        f"(config.yaml in its output folder{', with its lora settings ' + repr(lora) if lora else ''}), or name "
+        "this file as model.finetuned (its base is then loaded first). To save whole models instead, train "
+        "with run.save_weights: all."
+    )
+
+
 def load(
     model: nn.Module, weights: RecordedStateDict, where: str, *, exact: bool = True,
     load_state: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[list[str], list[str]]] | None = None,
 ) -> None:
     """Load trained-only ``weights`` (read from ``where``) onto ``model``, whose other parameters
-    must be the recorded base. ``exact``: the model may have no keys beyond the run's.
-    ``load_state(model, weights) -> (missing, unexpected)`` does the loading (default
+    must be the recorded base (:func:`check`). ``exact``: the model may have no keys beyond the
+    run's. ``load_state(model, weights) -> (missing, unexpected)`` does the loading (default
     ``load_state_dict(strict=False)``; the runners pass one that handles FSDP)."""
-    record = weights.record
-    state = model.state_dict()
-    lacking = sorted(set(weights) - set(state))
-    shapes = sorted(k for k in weights if k in state and tuple(state[k].shape) != tuple(weights[k].shape))
-    problem = (f"this model lacks {len(lacking)} of its keys, e.g. {lacking[:3]}" if lacking
-               else f"{len(shapes)} of its tensors have other shapes in this model, e.g. {shapes[:3]}" if shapes
-               else base_problem(model, record, exact=exact))
-    if problem is not None:
-        lora = (record.get("model") or {}).get("lora")
-        raise CheckpointError(
-            f"{where} holds only the trained parameters ({len(weights)} tensors) of a run on {describe(record)}, "
-            f"and {problem}. Load it onto the model that run trained: build it from the run's model block "
-            f"(config.yaml in its output folder{', with its lora settings ' + repr(lora) if lora else ''}), or name "
-            "this file as model.finetuned (its base is then loaded first). To save whole models instead, train "
-            "with run.save_weights: all."
-        )
+    check(model, weights, where, exact=exact)
     if load_state is None:
         missing, unexpected = model.load_state_dict(dict(weights), strict=False)
     else:
