@@ -66,7 +66,8 @@ class HFVisionLanguageModel(BaseModel):
             ...) for a randomly initialised network; token ids and ``vocab_size`` that are not given
             come from the processor's tokenizer. Ignored when ``checkpoint`` is set.
         checkpoint: a transformers checkpoint (local folder or Hub repo id) whose weights are loaded
-            with ``from_pretrained``.
+            with ``from_pretrained`` (and, with ``value_head``, the head in its ``value_head.safetensors``
+            when a local folder has one, as ``merge`` writes it).
         attn_implementation: transformers' attention backend (``sdpa`` by default, ``eager``).
         max_length: conversations are cut to this many tokens after image tokens are expanded.
         freeze_vision_tower: stop gradients into the vision tower.
@@ -134,6 +135,10 @@ class HFVisionLanguageModel(BaseModel):
             self.value_head = nn.Linear(hidden, 1)
             nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1) ** 0.5)
             nn.init.zeros_(self.value_head.bias)
+            if checkpoint is not None:  # a merged reward model / PPO policy keeps its head next to the weights
+                from lavis.models.vlm.merge import load_value_head
+
+                load_value_head(self.value_head, checkpoint)
         if freeze_vision_tower:
             self.freeze_vision_tower()
         self.lora_config: dict[str, Any] | None = None
