@@ -83,6 +83,8 @@ def test_lora_run_saves_trained_only_and_every_reader_takes_it(tmp_path):
     fresh = Qwen2VL.from_pretrained("tiny", **weights)
     later_model = Qwen2VL.from_pretrained("tiny", finetuned=str(best), load_finetuned=True)
     assert not later_model.has_lora  # the adapters are merged into its weights
+    stacked = Qwen2VL.from_pretrained("tiny", finetuned=str(best), load_finetuned=True, lora=LORA)
+    assert stacked.has_lora  # new adapters on top of the merged weights
     batch = model.process_batch_conv([[{"role": "user", "content": "how many shapes are there?"},
                                        {"role": "assistant", "content": "two"}]], phase="train")
     with torch.no_grad():
@@ -90,6 +92,7 @@ def test_lora_run_saves_trained_only_and_every_reader_takes_it(tmp_path):
         assert not torch.allclose(fresh.hf_model(**batch).logits, want, atol=1e-3)  # the adapters trained
         assert torch.allclose(plain(**batch).logits, want, atol=1e-4)
         assert torch.allclose(later_model.hf_model(**batch).logits, want, atol=1e-4)
+        assert torch.allclose(stacked.hf_model(**batch).logits, want, atol=1e-4)  # new adapters start at zero
 
     torch.manual_seed(1)
     torch.save(Qwen2VL.from_pretrained("tiny").state_dict(), base)  # the base changed since the run

@@ -53,11 +53,11 @@ def merged_on_load(model: "HFVisionLanguageModel", weights: Mapping[str, torch.T
 
     record = record_of(weights) or {}
     lora = (record.get("model") or {}).get("lora")
-    merge = bool(lora) and not model.has_lora and any(".lora_" in k for k in weights)
-    if merge:
-        model.load_base(record)
-        apply_lora(model, lora)
+    if not isinstance(lora, Mapping) or model.has_lora or not any(".lora_" in k for k in weights):
+        yield
+        return
+    model.load_base(record)
+    apply_lora(model, lora)
     yield
-    if merge:
-        model.hf_model = model.hf_model.merge_and_unload()
-        model.lora_config = None
+    model.hf_model = model.hf_model.merge_and_unload()
+    model.lora_config = None

@@ -37,8 +37,9 @@ def multimodal_inputs_embeds(model: "HFVisionLanguageModel", batch: Mapping[str,
 
     inputs = {k: v for k, v in batch.items() if k not in model.non_generate_params}
     handle = model.language_model.register_forward_pre_hook(grab, with_kwargs=True)
+    base: torch.nn.Module = getattr(model.inner, "base_model")  # the *Model under the LM head
     try:
-        model.inner.base_model(**inputs, use_cache=False)
+        base(**inputs, use_cache=False)
     except _DecoderReached:
         pass
     finally:
