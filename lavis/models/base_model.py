@@ -265,7 +265,11 @@ class BaseModel(nn.Module):
         assert record is not None
         weights = RecordedStateDict(self.convert_state_dict(dict(weights)), record)
         trained_only.check(self, weights, where, base=False)  # before the base is loaded
-        self.load_base(record)
+        try:
+            self.load_base(record)
+        except CheckpointError as e:
+            raise CheckpointError(f"{where} holds only the trained parameters of a run on {trained_only.describe(record)}"
+                                  f", and its base does not load: {e}") from e
         trained_only.load(self, weights, where, exact=strict)
 
     def load_base(self, record: Mapping[str, Any]) -> None:

@@ -100,6 +100,10 @@ def test_a_different_base_or_missing_keys_fail_with_what_to_do(base_file, tmp_pa
     torch.save(Frozen().state_dict(), base_file)  # the base file changed since the run
     with pytest.raises(CheckpointError, match="the base weights of this model differ"):
         Frozen().load_checkpoint(tmp_path / "ckpt.pth")
+    base_file.unlink()
+    with pytest.raises(CheckpointError, match=r"ckpt.pth holds only the trained parameters of a run on frozen tiny, "
+                                              r".*and its base does not load: .*base.pth does not exist"):
+        Frozen().load_checkpoint(tmp_path / "ckpt.pth")
 
 
 def test_fingerprint_sees_a_changed_value_and_ignores_bf16_storage():
