@@ -58,6 +58,10 @@ def test_lora_run_saves_trained_only_and_every_reader_takes_it(tmp_path):
     total = sum(t.numel() for t in torch.load(base, weights_only=True).values())
     assert sum(t.numel() for t in first["model"].values()) < total / 10
     assert (tmp_path / "full" / "checkpoint_0.pth").stat().st_size < base.stat().st_size / 2
+    train(tmp_path / "whole", "run.save_weights=all", "run.max_epoch=1", "run.valid_splits=[]", "run.test_splits=[]")
+    whole = safe_torch_load(tmp_path / "whole" / "checkpoint_0.pth")
+    assert whole["model_record"] is None and whole["model"].keys() > first["model"].keys()
+    assert len(whole["model"]) == len(Qwen2VL.from_pretrained("tiny", lora=LORA).state_dict())
 
     train(tmp_path / "resumed", f"run.resume_ckpt_path={tmp_path / 'full' / 'checkpoint_0.pth'}", "run.test_splits=[]")
     a = safe_torch_load(tmp_path / "full" / "checkpoint_latest.pth")["model"]
