@@ -81,7 +81,7 @@ def test_finetuned_loads_the_base_then_the_trained_entries(base_file, tmp_path):
 
 
 def test_a_different_base_or_missing_keys_fail_with_what_to_do(base_file, tmp_path):
-    model, weights, record = _trained(1, base_file)
+    _, weights, record = _trained(1, base_file)
     atomic_save({"model": weights, "model_record": record}, tmp_path / "ckpt.pth")
     other = Frozen()
     with pytest.raises(CheckpointError) as err:  # the base is not loaded by the runner's exact load
