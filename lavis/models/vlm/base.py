@@ -571,8 +571,10 @@ class HFVisionLanguageModel(BaseModel):
         """``(prompt batch, completion ids, completion mask)``, both [B * num_return_sequences, T]:
         completions end at the end-of-turn token (included; the mask is True up to it) and are
         padded with ``pad_token_id`` after it. ``from_embeds=True`` generates from
-        :meth:`inputs_embeds` instead of the pixels (where :attr:`is_embeds_input`)."""
-        from_embeds = bool(kw.pop("from_embeds", False))
+        :meth:`inputs_embeds` instead of the pixels (where :attr:`is_embeds_input`), or from the
+        ``inputs_embeds`` [B, L, D] given (e.g. those of :meth:`inputs_embeds`, edited)."""
+        embeds = kw.pop("inputs_embeds", None)
+        from_embeds = bool(kw.pop("from_embeds", False)) or embeds is not None
         batch = self.batch_inputs(samples, "generate")
         kwargs = self._generation_kwargs(dict(kw))
         was_training = self.training
@@ -582,7 +584,7 @@ class HFVisionLanguageModel(BaseModel):
             if from_embeds:
                 from lavis.models.vlm.embeds import generate_inputs
 
-                inputs = generate_inputs(self, inputs)
+                inputs = generate_inputs(self, inputs, embeds)
             out = self.hf_model.generate(**inputs, **kwargs)
         finally:
             self.train(was_training)

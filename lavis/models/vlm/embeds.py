@@ -50,13 +50,22 @@ def multimodal_inputs_embeds(model: "HFVisionLanguageModel", batch: Mapping[str,
     return seen["inputs_embeds"]
 
 
-def generate_inputs(model: "HFVisionLanguageModel", inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The keyword arguments of transformers' ``generate`` that start from the multimodal
-    ``inputs_embeds`` of ``inputs`` (the pixel inputs are left out: their features are in the
-    embeddings). Raises ``ValueError`` for a family that cannot (``NO_EMBEDS_GENERATION``)."""
+def generate_inputs(
+    model: "HFVisionLanguageModel", inputs: Mapping[str, torch.Tensor], embeds: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The keyword arguments of transformers' ``generate`` that start from ``embeds`` [B, L, D]
+    (by default the multimodal embeddings of ``inputs``); the pixel inputs are left out, their
+    features are in the embeddings. Raises ``ValueError`` for a family that cannot
+    (``NO_EMBEDS_GENERATION``) and for embeddings of another shape than the batch's."""
     if not model.is_embeds_input:
         raise ValueError(f"{type(model).__name__} cannot generate from inputs_embeds: {model.NO_EMBEDS_GENERATION}. "
-                         "Generate from input ids (leave out from_embeds).")
-    embeds = multimodal_inputs_embeds(model, inputs)
+                         "Generate from input ids (leave out from_embeds and inputs_embeds).")
+    ids = inputs["input_ids"]
+    if embeds is None:
+        embeds = multimodal_inputs_embeds(model, inputs)
+    elif embeds.dim() != 3 or tuple(embeds.shape[:2]) != tuple(ids.shape):
+        raise ValueError(f"inputs_embeds has shape {tuple(embeds.shape)}; the batch's prompts need [B, L, D] with "
+                         f"[B, L] = {list(ids.shape)} (build them with model.inputs_embeds(samples))")
+    embeds = embeds.to(ids.device)
     kept = {k: v for k, v in inputs.items() if not k.startswith("pixel_") and k not in model.non_generate_params}
     return {**kept, "inputs_embeds": embeds}

@@ -55,3 +55,7 @@ def test_greedy_tokens_from_embeds_equal_those_from_ids(arch):
     _, got, got_mask = model.generate_ids(samples, max_new_tokens=6, from_embeds=True)
     assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
     assert model.generate(samples, max_new_tokens=6, from_embeds=True) == model.generate(samples, max_new_tokens=6)
+    _, given, _ = model.generate_ids(samples, max_new_tokens=6, inputs_embeds=embeds)
+    assert torch.equal(given, want)
+    with pytest.raises(ValueError, match=r"inputs_embeds has shape .*build them with model.inputs_embeds\(samples\)"):
+        model.generate_ids(samples, max_new_tokens=6, inputs_embeds=embeds[:, 1:])
