@@ -37,7 +37,8 @@ from torch import nn
 from lavis.common.errors import ConfigError
 from lavis.common.paths import package_path
 from lavis.models.base_model import ModelOutput, BaseModel
-from lavis.models.vlm import adapters, conversation as conv
+from lavis.models.vlm import adapters, conversation as conv, embeds
+from lavis.models.vlm.merge import load_value_head
 
 #: keys of a collated batch that hold per-token values (padded like ``input_ids``)
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids")
@@ -139,8 +140,6 @@ class HFVisionLanguageModel(BaseModel):
             nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1) ** 0.5)
             nn.init.zeros_(self.value_head.bias)
             if checkpoint is not None:  # a merged reward model / PPO policy keeps its head next to the weights
-                from lavis.models.vlm.merge import load_value_head
-
                 load_value_head(self.value_head, checkpoint)
         if freeze_vision_tower:
             self.freeze_vision_tower()
@@ -333,9 +332,7 @@ class HFVisionLanguageModel(BaseModel):
     def inputs_embeds(self, samples: Mapping[str, Any], phase: str = "generate") -> torch.Tensor:
         """[B, L, D]: the text embeddings of the batch with the image features in place of the
         image tokens, built by the transformers model (see :mod:`lavis.models.vlm.embeds`)."""
-        from lavis.models.vlm.embeds import multimodal_inputs_embeds
-
-        return multimodal_inputs_embeds(self, self.batch_inputs(samples, phase))
+        return embeds.multimodal_inputs_embeds(self, self.batch_inputs(samples, phase))
 
     def _process(self, text: str, images: list[Any]) -> dict[str, torch.Tensor]:
         kwargs: dict[str, Any] = {"return_tensors": "pt", "add_special_tokens": False}
@@ -573,8 +570,8 @@ class HFVisionLanguageModel(BaseModel):
         padded with ``pad_token_id`` after it. ``from_embeds=True`` generates from
         :meth:`inputs_embeds` instead of the pixels (where :attr:`is_embeds_input`), or from the
         ``inputs_embeds`` [B, L, D] given (e.g. those of :meth:`inputs_embeds`, edited)."""
-        embeds = kw.pop("inputs_embeds", None)
-        from_embeds = bool(kw.pop("from_embeds", False)) or embeds is not None
+        given = kw.pop("inputs_embeds", None)
+        from_embeds = bool(kw.pop("from_embeds", False)) or given is not None
         batch = self.batch_inputs(samples, "generate")
         kwargs = self._generation_kwargs(dict(kw))
         was_training = self.training
@@ -582,9 +579,7 @@ class HFVisionLanguageModel(BaseModel):
         try:
             inputs = {k: v for k, v in batch.items() if k not in self.non_generate_params}
             if from_embeds:
-                from lavis.models.vlm.embeds import generate_inputs
-
-                inputs = generate_inputs(self, inputs, embeds)
+                inputs = embeds.generate_inputs(self, inputs, given)
             out = self.hf_model.generate(**inputs, **kwargs)
         finally:
             self.train(was_training)
