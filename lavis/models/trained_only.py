@@ -2,7 +2,8 @@
 
 With LoRA adapters or a frozen vision tower most of a model's state dict is its base: the weights
 it was built with, which training does not change. A *trained-only* checkpoint keeps every entry
-of the state dict except the frozen parameters (``requires_grad`` off): the trained parameters,
+of the state dict except the frozen parameters (``requires_grad`` off) that kept their values: the
+trained parameters, frozen ones that changed anyway (momentum encoders, see :class:`FrozenWatch`),
 all buffers (running statistics change even in frozen modules) and extra state. Next to the
 weights it records what it is (:func:`select`)::
 
@@ -50,6 +51,36 @@ def frozen_keys(model: nn.Module) -> set[str]:
     return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
 
 
+class FrozenWatch:
+    """Which frozen parameters (``requires_grad`` off) change anyway, e.g. momentum encoders
+    updated in place by an exponential moving average: they belong in a trained-only checkpoint.
+
+    Made when training starts, from the model as built; :meth:`changed` compares each frozen
+    parameter's float64 sum and norm (over all its values, on each rank's own shard) with that
+    start and gathers the answer of every rank (collective under torch.distributed)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.start = self._stats()
+
+    def _stats(self) -> dict[str, tuple[float, float]]:
+        stats = {}
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            if not p.requires_grad:
+                t = p.detach()
+                t = t.to_local() if hasattr(t, "to_local") else t  # an FSDP shard: this rank's part
+                stats[name] = (float(torch.sum(t, dtype=torch.float64)),
+                               float(torch.linalg.vector_norm(t, dtype=torch.float64)))
+        return stats
+
+    def changed(self) -> set[str]:
+        """Names of the frozen parameters whose values changed since the start, on any rank."""
+        from lavis.common import dist
+
+        mine = {k for k, v in self._stats().items() if self.start.get(k) != v}
+        return set().union(*dist.all_gather_object(mine))
+
+
 def fingerprint(state: Mapping[str, torch.Tensor], keys: Any) -> str:
     """A hash of the tensors ``state[k]`` for ``keys``: names, shapes and up to 512 evenly spaced
     values of each, rounded to bf16 (so a base held in bf16 matches its fp32 file). Collective for
@@ -90,14 +121,16 @@ def base_block(model_cfg: Mapping[str, Any], model: nn.Module) -> dict[str, Any]
 
 
 def select(
-    model: nn.Module, state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], mode: str
+    model: nn.Module, state: Mapping[str, torch.Tensor], model_cfg: Mapping[str, Any], mode: str,
+    changed: Any = (),
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """``(weights, record)`` to save from the full ``state`` of ``model`` (built from
     ``model_cfg``): all of it and ``None`` for a full checkpoint, else the trained-only subset and
-    its record. ``mode`` is one of :data:`SAVE_MODES`."""
+    its record. ``mode`` is one of :data:`SAVE_MODES`; ``changed`` names frozen parameters that
+    changed all the same (:meth:`FrozenWatch.changed`), which are kept."""
     if mode not in SAVE_MODES:
         raise ValueError(f"save mode must be one of {SAVE_MODES}, got {mode!r}")
-    frozen = frozen_keys(model) & set(state)
+    frozen = (frozen_keys(model) - set(changed)) & set(state)
     if mode == "all" or not frozen or (mode == "auto" and not names_weight_files(model_cfg, model)):
         return dict(state), None
     base = {canonical_key(model, k): state[k] for k in frozen}

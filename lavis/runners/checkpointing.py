@@ -37,9 +37,11 @@ from lavis.common.checkpoint import RecordedStateDict, atomic_save, load_state_d
 from lavis.common.errors import CheckpointError
 from lavis.common.io import fsync_dir
 from lavis.common.run_schema import resume_sensitive_keys
+from lavis.models.trained_only import FrozenWatch
 
 __all__ = [
     "FORMAT",
+    "FrozenWatch",
     "TrainState",
     "save_checkpoint",
     "load_training_checkpoint",
@@ -189,13 +191,15 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, Any]) -> tuple[list
     return list(missing), list(unexpected)
 
 
-def model_entries(model: torch.nn.Module, state: dict[str, Any], model_cfg: dict[str, Any], mode: str) -> dict[str, Any]:
+def model_entries(model: torch.nn.Module, state: dict[str, Any], cfg: Any, watch: FrozenWatch) -> dict[str, Any]:
     """The ``model`` and ``model_record`` entries of a checkpoint from the model's full ``state``:
-    all of it, or its trained entries only (``mode``: ``run.save_weights``; see
-    :func:`lavis.models.trained_only.select`)."""
+    all of it, or its trained entries only (as ``cfg.run.save_weights`` says; ``watch`` was made
+    when training started; see :func:`lavis.models.trained_only.select`). Collective."""
     from lavis.models import trained_only
 
-    weights, record = trained_only.select(model, state, model_cfg, mode)
+    mode = cfg.run.save_weights
+    changed = watch.changed() if mode != "all" else ()
+    weights, record = trained_only.select(model, state, cfg.to_dict()["model"], mode, changed)
     return {"model": weights, "model_record": record}
 
 

@@ -112,3 +112,22 @@ def test_fingerprint_sees_a_changed_value_and_ignores_bf16_storage():
     assert trained_only.fingerprint({k: v.to(torch.bfloat16) for k, v in state.items()}, state) == fp
     changed = {**state, "w": state["w"] + 1e-2}
     assert trained_only.fingerprint(changed, state) != fp
+
+
+def test_frozen_parameters_that_change_anyway_are_kept(base_file, tmp_path):
+    """A momentum copy has requires_grad off but moves with the model: it is saved, not left to the base."""
+    torch.manual_seed(1)
+    model = Frozen()
+    model.load_checkpoint(base_file)
+    watch = trained_only.FrozenWatch(model)
+    assert watch.changed() == set()
+    with torch.no_grad():
+        model.encoder[0].weight.mul_(0.9).add_(0.1)  # an in-place moving-average update
+    changed = watch.changed()
+    assert changed == {"encoder.0.weight"}
+    weights, record = trained_only.select(model, model.state_dict(), _cfg(base_file), "auto", changed)
+    assert record is not None and "encoder.0.weight" in weights and "encoder.0.weight" not in record["base_keys"]
+    atomic_save({"model": weights, "model_record": record}, tmp_path / "ckpt.pth")
+    again = Frozen()
+    again.load_checkpoint(tmp_path / "ckpt.pth")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
