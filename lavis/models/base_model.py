@@ -223,9 +223,8 @@ class BaseModel(nn.Module):
         :mod:`lavis.quantization.storage`) loads with its quantized layers.
         """
         from lavis.common.checkpoint import load_state_dict_file
-        from lavis.quantization.storage import quantized_state, read_record
-
         from lavis.models.trained_only import record_of
+        from lavis.quantization.storage import quantized_state, read_record
 
         record = read_record(path)  # a quantized model (quantize.py) brings its torchao tensors
         if record is None:

@@ -31,11 +31,12 @@ from torch import nn
 
 from lavis.common.checkpoint import RecordedStateDict
 from lavis.common.errors import CheckpointError
+from lavis.common.run_schema import RUN_CHOICES
 
 KIND = "trained_only"
 #: ``run.save_weights``: ``auto`` saves trained-only when some parameters are frozen and the model
 #: block names weight files for the rest; ``trained`` whenever some are frozen; ``all`` never
-SAVE_MODES = ("auto", "trained", "all")
+SAVE_MODES = RUN_CHOICES["save_weights"]
 _SAMPLE = 512  # values hashed per tensor
 
 
@@ -212,9 +213,7 @@ def load(
 
 
 def record_of(weights: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The trained-only record of weights read by :func:`lavis.common.checkpoint.load_state_dict_file`
-    (or of a loaded training checkpoint dict), ``None`` for full weights."""
+    """The trained-only record of weights read by :func:`lavis.common.checkpoint.load_state_dict_file`,
+    ``None`` for full weights."""
     record = weights.record if isinstance(weights, RecordedStateDict) else None
-    if record is None and isinstance(weights, dict) and isinstance(weights.get("model_record"), dict):
-        record = weights["model_record"]
     return record if isinstance(record, dict) and record.get("kind") == KIND else None

@@ -37,6 +37,7 @@ from lavis.common.checkpoint import RecordedStateDict, atomic_save, load_state_d
 from lavis.common.errors import CheckpointError
 from lavis.common.io import fsync_dir
 from lavis.common.run_schema import resume_sensitive_keys
+from lavis.models import trained_only
 from lavis.models.trained_only import FrozenWatch
 
 __all__ = [
@@ -195,8 +196,6 @@ def model_entries(model: torch.nn.Module, state: dict[str, Any], cfg: Any, watch
     """The ``model`` and ``model_record`` entries of a checkpoint from the model's full ``state``:
     all of it, or its trained entries only (as ``cfg.run.save_weights`` says; ``watch`` was made
     when training started; see :func:`lavis.models.trained_only.select`). Collective."""
-    from lavis.models import trained_only
-
     mode = cfg.run.save_weights
     changed = watch.changed() if mode != "all" else ()
     weights, record = trained_only.select(model, state, cfg.to_dict()["model"], mode, changed)
@@ -207,8 +206,6 @@ def _load_checked(model: torch.nn.Module, weights: dict[str, Any], record: dict[
                   hint: str) -> None:
     """Load whole or trained-only ``weights`` (into an FSDP-sharded model too); any key that does
     not fit, or a base that differs from a trained-only checkpoint's, is a :class:`CheckpointError`."""
-    from lavis.models import trained_only
-
     if record is not None:
         trained_only.load(model, RecordedStateDict(weights, record), where, load_state=_load_weights)
         return
