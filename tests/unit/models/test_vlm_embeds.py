@@ -43,6 +43,7 @@ def test_greedy_tokens_from_embeds_equal_those_from_ids(arch):
     if arch in UNSUPPORTED:
         with pytest.raises(ValueError, match=f"cannot generate from inputs_embeds: .*{UNSUPPORTED[arch]}"):
             model.generate_ids(samples, max_new_tokens=6, from_embeds=True)
+        _the_reason_holds(arch, model, samples)
         return
     batch = model.batch_inputs(samples, "generate")
     embeds = model.inputs_embeds(samples)
@@ -59,3 +60,21 @@ def test_greedy_tokens_from_embeds_equal_those_from_ids(arch):
     assert torch.equal(given, want)
     with pytest.raises(ValueError, match=r"inputs_embeds has shape .*build them with model.inputs_embeds\(samples\)"):
         model.generate_ids(samples, max_new_tokens=6, inputs_embeds=embeds[:, 1:])
+
+
+def _the_reason_holds(arch: str, model, samples: dict) -> None:
+    """What NO_EMBEDS_GENERATION says is still true of transformers."""
+    batch = model.batch_inputs(samples, "generate")
+    embeds = model.inputs_embeds(samples)
+    if arch == "paligemma":
+        with pytest.raises(ValueError, match="inputs_embeds"):
+            model.hf_model.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=2)
+    if arch == "qwen3_vl":  # its decoder takes image features besides the embeddings
+        seen = {}
+        hook = model.language_model.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+        try:
+            with torch.no_grad():
+                model.hf_model(**batch)
+        finally:
+            hook.remove()
+        assert seen["deepstack_visual_embeds"] is not None and len(seen["deepstack_visual_embeds"]) > 0
