@@ -28,6 +28,15 @@ from lavis.common.io import atomic_open
 _WEIGHTS_MODULES = ("torch", "collections", "builtins", "_codecs", "numpy")
 
 
+class RecordedStateDict(dict):
+    """A state dict (name -> tensor) read from a checkpoint that stores a ``model_record`` next to
+    its ``model`` weights (e.g. a trained-only checkpoint, see :mod:`lavis.models.trained_only`)."""
+
+    def __init__(self, data: Any, record: dict[str, Any]):
+        super().__init__(data)
+        self.record = record
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` atomically: temporary file in the same folder, fsync, rename over ``path``."""
     with atomic_open(path, "wb") as f:
@@ -106,8 +115,9 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors``, a pickled ``.pth``/``.bin`` (unwrapping ``"model"``) or a
-    TorchScript archive (its tensors, see :mod:`lavis.common.torchscript`)."""
+    """A state dict from ``.safetensors``, a pickled ``.pth``/``.bin`` (unwrapping ``"model"``, as a
+    :class:`RecordedStateDict` when a ``model_record`` is stored next to it) or a TorchScript
+    archive (its tensors, see :mod:`lavis.common.torchscript`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -126,11 +136,12 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if is_torchscript_archive(path):  # e.g. OpenAI's CLIP files: read without running the scripted code
         return read_torchscript_state_dict(path)
     obj = safe_torch_load(path)
+    record = obj.get("model_record") if isinstance(obj, dict) else None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
-    return obj
+    return RecordedStateDict(obj, record) if isinstance(record, dict) else obj
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ RUN_CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("none", "auto", "bf16", "fp16"),
     "dist_backend": ("auto", "gloo", "nccl"),
     "distributed_strategy": ("ddp", "fsdp"),
+    "save_weights": ("auto", "trained", "all"),
 }
 
 # Keys that name an entry of a registry kind (attribute of ``lavis.common.registry.registry``).
@@ -86,6 +87,9 @@ class RunConfig:
     evaluate: bool = False  # skip training; evaluate test_splits (evaluate.py sets this)
     eval_checkpoint: Optional[str] = None  # weights to evaluate: a checkpoint path, "best" or None (current)
     save_every_iters: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
+    # checkpoint weights: auto (only the trained parameters when some are frozen and the model block names
+    # weight files for the rest) | trained (only the trained ones whenever some are frozen) | all (every weight)
+    save_weights: str = "auto"
     resume_ckpt_path: Optional[str] = None  # exact resume from this checkpoint
     log_freq: int = 10  # log every N optimizer steps
     tensorboard: bool = True

@@ -113,6 +113,9 @@ class BaseModel(nn.Module):
     #: constructor arguments that are blocks of a transformers config class, checked key by key
     #: with the rest of the config: ``{"vision_config": "transformers:BlipVisionConfig"}``
     NESTED_CONFIGS: ClassVar[dict[str, str]] = {}
+    #: constructor arguments that name base weight files besides ``pretrained``/``finetuned``
+    #: (the VLM seam's ``checkpoint``); recorded in trained-only checkpoints as part of the base
+    BASE_WEIGHT_KEYS: ClassVar[tuple[str, ...]] = ()
 
     # -- configuration --------------------------------------------------------------------------
     @classmethod
@@ -220,11 +223,16 @@ class BaseModel(nn.Module):
         :mod:`lavis.quantization.storage`) loads with its quantized layers.
         """
         from lavis.common.checkpoint import load_state_dict_file
+        from lavis.models.trained_only import record_of
         from lavis.quantization.storage import quantized_state, read_record
 
         record = read_record(path)  # a quantized model (quantize.py) brings its torchao tensors
         if record is None:
-            state_dict = self.convert_state_dict(load_state_dict_file(path))
+            raw = load_state_dict_file(path)
+            if record_of(raw) is not None:
+                self.load_trained_only(raw, str(path if source is None else f"{path} (from {source})"), strict=strict)
+                return
+            state_dict = self.convert_state_dict(raw)
         else:
             state_dict = quantized_state(self, path, record)
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
@@ -244,6 +252,36 @@ class BaseModel(nn.Module):
             else:
                 msg += " If it is in another layout, convert it first (see the family's converter)."
             raise CheckpointError(msg)
+
+    def load_trained_only(self, weights: Mapping[str, torch.Tensor], where: str, strict: bool = True) -> None:
+        """Load a trained-only checkpoint's ``weights`` (see :mod:`lavis.models.trained_only`):
+        first the base its record names (:meth:`load_base`), then the trained entries, checked
+        against the recorded base. ``strict``: this model may have no keys beyond the run's."""
+        from lavis.common.checkpoint import RecordedStateDict
+        from lavis.models import trained_only
+
+        record = trained_only.record_of(weights)
+        assert record is not None
+        weights = RecordedStateDict(self.convert_state_dict(dict(weights)), record)
+        trained_only.check(self, weights, where, base=False)  # before the base is loaded
+        try:
+            self.load_base(record)
+        except CheckpointError as e:
+            raise CheckpointError(f"{where} holds only the trained parameters of a run on {trained_only.describe(record)}"
+                                  f", and its base does not load: {e}") from e
+        trained_only.load(self, weights, where, exact=strict)
+
+    def load_base(self, record: Mapping[str, Any]) -> None:
+        """Load the base weights a trained-only ``record`` names (its run's ``pretrained`` or
+        ``finetuned`` file, itself possibly trained-only) unless this model holds them already."""
+        from lavis.models import trained_only
+        from lavis.zoo.resolve import resolve_config_weights
+
+        if trained_only.base_problem(self, record, exact=False) is None:
+            return
+        path = resolve_config_weights(record["base"], type(self).__name__)
+        if path is not None:
+            self.load_checkpoint_file(path)
 
     # -- conveniences ---------------------------------------------------------------------------
     @property

@@ -175,6 +175,7 @@ class TrainRunnerBase(BaseRunner):
         """AdamW over the trainable parameters (built on first use, so evaluation needs none)."""
         if self._optimizer is None:
             fsdp.shard(self.model, self.run_cfg, self.world_size)  # no-op unless run.distributed_strategy: fsdp
+            self._frozen_watch = ckpt_io.FrozenWatch(self.model)  # frozen weights that change anyway (momentum)
             self._optimizer = build_optimizer(self.model, self.run_cfg)
         return self._optimizer
 
@@ -549,7 +550,7 @@ class TrainRunnerBase(BaseRunner):
         rng = dist.all_gather_object(get_rng_state())  # collective: one state per rank
         model_state, optimizer_state = fsdp.state_dicts(self.model, self.optimizer)  # full; collective under FSDP
         return {
-            "model": model_state,
+            **ckpt_io.model_entries(self.model, model_state, self.cfg, self._frozen_watch),
             "optimizer": optimizer_state,
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,

@@ -4,7 +4,9 @@ A training checkpoint is a dict of tensors and plain values only (it loads with
 ``weights_only=True``)::
 
     format          "lavis-train/1"
-    model           state dict of the unwrapped model
+    model           state dict of the unwrapped model, or only its trained entries (``run.save_weights``)
+    model_record    what a trained-only ``model`` holds and the base it needs (see
+                    :mod:`lavis.models.trained_only`), or None for a whole state dict
     optimizer       optimizer state dict
     lr_scheduler    schedule state (step counter and settings)
     scaler          GradScaler state, or None
@@ -31,19 +33,23 @@ from typing import Any
 
 import torch
 
-from lavis.common.checkpoint import atomic_save, load_state_dict_file, safe_torch_load, set_rng_state
+from lavis.common.checkpoint import RecordedStateDict, atomic_save, load_state_dict_file, safe_torch_load, set_rng_state
 from lavis.common.errors import CheckpointError
 from lavis.common.io import fsync_dir
 from lavis.common.run_schema import resume_sensitive_keys
+from lavis.models import trained_only
+from lavis.models.trained_only import FrozenWatch
 
 __all__ = [
     "FORMAT",
+    "FrozenWatch",
     "TrainState",
     "save_checkpoint",
     "load_training_checkpoint",
     "write_checkpoints",
     "restore_training",
     "load_model_weights",
+    "model_entries",
     "link_or_copy",
     "remove_stale_temp_files",
 ]
@@ -186,6 +192,29 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, Any]) -> tuple[list
     return list(missing), list(unexpected)
 
 
+def model_entries(model: torch.nn.Module, state: dict[str, Any], cfg: Any, watch: FrozenWatch) -> dict[str, Any]:
+    """The ``model`` and ``model_record`` entries of a checkpoint from the model's full ``state``:
+    all of it, or its trained entries only (as ``cfg.run.save_weights`` says; ``watch`` was made
+    when training started; see :func:`lavis.models.trained_only.select`). Collective."""
+    mode = cfg.run.save_weights
+    changed = watch.changed() if mode != "all" else ()
+    weights, record = trained_only.select(model, state, cfg.to_dict()["model"], mode, changed)
+    return {"model": weights, "model_record": record}
+
+
+def _load_checked(model: torch.nn.Module, weights: dict[str, Any], record: dict[str, Any] | None, where: str,
+                  hint: str) -> None:
+    """Load whole or trained-only ``weights`` (into an FSDP-sharded model too); any key that does
+    not fit, or a base that differs from a trained-only checkpoint's, is a :class:`CheckpointError`."""
+    if record is not None:
+        trained_only.load(model, RecordedStateDict(weights, record), where, load_state=_load_weights)
+        return
+    missing, unexpected = _load_weights(model, weights)
+    if missing or unexpected:
+        raise CheckpointError(f"the model in {where} does not fit this model: missing keys {sorted(missing)[:20]}, "
+                              f"unexpected keys {sorted(unexpected)[:20]}; {hint}")
+
+
 def _keep_new_hyperparameters(optimizer: torch.optim.Optimizer, saved: dict[str, Any], model: torch.nn.Module) -> None:
     """Load the optimizer's state (moments, step counts) but keep the group settings the new
     config gave it (weight decay, betas, ...): ``Optimizer.load_state_dict`` would restore the old."""
@@ -230,12 +259,8 @@ def restore_training(
     exact data position, so training continues bit for bit. Otherwise the data position is mapped
     to the nearest micro-batch and a warning says so.
     """
-    missing, unexpected = _load_weights(model, ckpt["model"])
-    if missing or unexpected:
-        raise CheckpointError(
-            f"run.resume_ckpt_path: the model in {path} does not fit this model: missing {sorted(missing)[:20]}, "
-            f"unexpected {sorted(unexpected)[:20]}; resume with the model config of that run"
-        )
+    _load_checked(model, ckpt["model"], ckpt.get("model_record"), f"run.resume_ckpt_path: {path}",
+                  "resume with the model config of that run")
     _keep_new_hyperparameters(optimizer, ckpt["optimizer"], model)
     lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
     if scaler is not None and ckpt.get("scaler"):
@@ -282,21 +307,16 @@ def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[
     (``.pth``/``.bin``/``.safetensors``). Returns the training state stored with them (see
     :class:`TrainState`) when the file is a training checkpoint, else ``None``."""
     path = Path(path)
-    state = None
+    state, record = None, None
     if path.suffix == ".safetensors":
         weights = load_state_dict_file(path)
     else:
         obj = safe_torch_load(path)
         if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-            weights, state = obj["model"], obj.get("state")
+            weights, state, record = obj["model"], obj.get("state"), obj.get("model_record")
         else:
             weights = obj
         if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
             raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
-    missing, unexpected = _load_weights(model, weights)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"weights in {path} do not fit {type(model).__name__}: missing keys {sorted(missing)[:20]}; "
-            f"unexpected keys {sorted(unexpected)[:20]}. Was it written for another model config?"
-        )
+    _load_checked(model, weights, record, str(path), "was it written for another model config?")
     return state if isinstance(state, dict) else None

@@ -1,8 +1,11 @@
-"""Adapters of the VLM seam: LoRA through peft."""
+"""Adapters of the VLM seam: LoRA through peft, and the merging of a run's saved adapters."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+import torch
 
 from lavis.common.errors import ConfigError
 
@@ -34,3 +37,27 @@ def apply_lora(model: "HFVisionLanguageModel", cfg: Mapping[str, Any]) -> None:
                         lora_dropout=float(cfg.get("dropout", 0.0)), target_modules=list(targets))
     model.hf_model = get_peft_model(model.hf_model, config)
     model.lora_config = dict(cfg)
+
+
+def unwrapped_key(key: str) -> str:
+    """A state-dict key without peft's LoRA wrapping, as the model names it without adapters."""
+    return key.replace("hf_model.base_model.model.", "hf_model.", 1).replace(".base_layer.", ".")
+
+
+@contextlib.contextmanager
+def merged_on_load(model: "HFVisionLanguageModel", weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Around loading trained-only ``weights``: when they hold LoRA adapters and ``model`` has
+    none, load the run's base, add adapters with the run's settings, and merge them into the
+    weights once loaded; otherwise nothing."""
+    from lavis.models.trained_only import record_of
+
+    record = record_of(weights) or {}
+    lora = (record.get("model") or {}).get("lora")
+    if not isinstance(lora, Mapping) or model.has_lora or not any(".lora_" in k for k in weights):
+        yield
+        return
+    model.load_base(record)
+    apply_lora(model, lora)
+    yield
+    model.hf_model = model.hf_model.merge_and_unload()
+    model.lora_config = None

@@ -14,7 +14,8 @@ batching                      ``process_batch_conv(conversations, images, phase)
                               ``"generate"``
 inputs                        ``multimodal_keywords``, ``non_generate_params``, ``processing_keywords``
 generation                    ``default_generation_kwargs``, ``generate(samples, **kw)``,
-                              ``generate_ids``
+                              ``generate_ids``; ``inputs_embeds``, ``is_embeds_input``
+                              (``from_embeds=True``)
 likelihood                    ``reply_loglikelihoods`` (benchmarks, lmms-eval's
                               ``loglikelihood``), ``option_loglikelihoods`` (multiple choice)
 scalar head                   ``value_head`` (``value_head=True``): ``values`` from ``forward`` with
@@ -36,7 +37,8 @@ from torch import nn
 from lavis.common.errors import ConfigError
 from lavis.common.paths import package_path
 from lavis.models.base_model import ModelOutput, BaseModel
-from lavis.models.vlm import conversation as conv
+from lavis.models.vlm import adapters, conversation as conv, embeds
+from lavis.models.vlm.merge import load_value_head
 
 #: keys of a collated batch that hold per-token values (padded like ``input_ids``)
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids")
@@ -67,7 +69,8 @@ class HFVisionLanguageModel(BaseModel):
             come from the processor's tokenizer. Ignored when ``checkpoint`` is set.
         checkpoint: a transformers checkpoint (local folder or Hub repo id) whose weights are loaded
             with ``from_pretrained``; the repo of a published model type is fetched through the zoo
-            (:func:`lavis.zoo.resolve.resolve_checkpoint_folder`).
+            (:func:`lavis.zoo.resolve.resolve_checkpoint_folder`). With ``value_head``, the head in
+            the folder's ``value_head.safetensors`` is loaded when there is one (``merge`` writes it).
         attn_implementation: transformers' attention backend (``sdpa`` by default, ``eager``).
         max_length: conversations are cut to this many tokens after image tokens are expanded.
         freeze_vision_tower: stop gradients into the vision tower.
@@ -92,6 +95,9 @@ class HFVisionLanguageModel(BaseModel):
     NON_GENERATE_PARAMS: ClassVar[tuple[str, ...]] = ("labels",)
     #: processor keywords a config may set under ``processing`` (image resolution and the like)
     PROCESSING_KEYWORDS: ClassVar[tuple[str, ...]] = ()
+    #: why transformers' ``generate`` of the family cannot start from ``inputs_embeds``; empty if it can
+    NO_EMBEDS_GENERATION: ClassVar[str] = ""
+    BASE_WEIGHT_KEYS = ("checkpoint",)
 
     def __init__(
         self,
@@ -139,13 +145,13 @@ class HFVisionLanguageModel(BaseModel):
             self.value_head = nn.Linear(hidden, 1)
             nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1) ** 0.5)
             nn.init.zeros_(self.value_head.bias)
+            if checkpoint is not None:  # a merged reward model / PPO policy keeps its head next to the weights
+                load_value_head(self.value_head, folder)
         if freeze_vision_tower:
             self.freeze_vision_tower()
         self.lora_config: dict[str, Any] | None = None
         if lora:
-            from lavis.models.vlm.adapters import apply_lora
-
-            apply_lora(self, lora)
+            adapters.apply_lora(self, lora)
 
     # -- configuration --------------------------------------------------------------------------
     @classmethod
@@ -160,9 +166,7 @@ class HFVisionLanguageModel(BaseModel):
         model = super().from_config(plain)
         assert isinstance(model, HFVisionLanguageModel)
         if lora:
-            from lavis.models.vlm.adapters import apply_lora
-
-            apply_lora(model, lora)
+            adapters.apply_lora(model, lora)
         return model
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -171,6 +175,20 @@ class HFVisionLanguageModel(BaseModel):
         if self.value_head is not None and not any(k.startswith("value_head.") for k in state_dict):
             state_dict = {**state_dict, **{f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}}
         return state_dict
+
+    canonical_state_key = staticmethod(adapters.unwrapped_key)
+
+    def load_trained_only(self, weights: Mapping[str, torch.Tensor], where: str, strict: bool = True) -> None:
+        """As :meth:`BaseModel.load_trained_only`; the LoRA adapters of a run loaded into a model
+        without LoRA (a later stage's ``finetuned``) are merged into its weights."""
+        with adapters.merged_on_load(self, weights):
+            super().load_trained_only(weights, where, strict)
+
+    def load_base(self, record: Mapping[str, Any]) -> None:
+        """As :meth:`BaseModel.load_base`, except under LoRA: base files name the weights without
+        peft's wrapping, so a wrapped model must hold its base already (the load checks it)."""
+        if not self.has_lora:
+            super().load_base(record)
 
     def build_hf_config(self, hf_config: dict[str, Any]) -> Any:
         """The transformers config from ``hf_config`` with token ids and the vocabulary size taken
@@ -311,6 +329,16 @@ class HFVisionLanguageModel(BaseModel):
     @property
     def processing_keywords(self) -> tuple[str, ...]:
         return self.PROCESSING_KEYWORDS
+
+    @property
+    def is_embeds_input(self) -> bool:
+        """Whether ``generate`` can start from :meth:`inputs_embeds` (``from_embeds=True``)."""
+        return not self.NO_EMBEDS_GENERATION
+
+    def inputs_embeds(self, samples: Mapping[str, Any], phase: str = "generate") -> torch.Tensor:
+        """[B, L, D]: the text embeddings of the batch with the image features in place of the
+        image tokens, built by the transformers model (see :mod:`lavis.models.vlm.embeds`)."""
+        return embeds.multimodal_inputs_embeds(self, self.batch_inputs(samples, phase))
 
     def _process(self, text: str, images: list[Any]) -> dict[str, torch.Tensor]:
         kwargs: dict[str, Any] = {"return_tensors": "pt", "add_special_tokens": False}
@@ -545,13 +573,19 @@ class HFVisionLanguageModel(BaseModel):
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """``(prompt batch, completion ids, completion mask)``, both [B * num_return_sequences, T]:
         completions end at the end-of-turn token (included; the mask is True up to it) and are
-        padded with ``pad_token_id`` after it."""
+        padded with ``pad_token_id`` after it. ``from_embeds=True`` generates from
+        :meth:`inputs_embeds` instead of the pixels (where :attr:`is_embeds_input`), or from the
+        ``inputs_embeds`` [B, L, D] given (e.g. those of :meth:`inputs_embeds`, edited)."""
+        given = kw.pop("inputs_embeds", None)
+        from_embeds = bool(kw.pop("from_embeds", False)) or given is not None
         batch = self.batch_inputs(samples, "generate")
         kwargs = self._generation_kwargs(dict(kw))
         was_training = self.training
         self.eval()
         try:
             inputs = {k: v for k, v in batch.items() if k not in self.non_generate_params}
+            if from_embeds:
+                inputs = embeds.generate_inputs(self, inputs, given)
             out = self.hf_model.generate(**inputs, **kwargs)
         finally:
             self.train(was_training)

@@ -7,7 +7,10 @@ The model is built from the config's ``model`` block (its base weights and ``lor
 the run's checkpoint is loaded (strictly), the adapters are merged into the weights and the
 transformers model is written with its processor, so that ``from_pretrained(out)`` of the
 family's transformers class (or ``AutoModelForImageTextToText``) loads it without lavis. A model
-without adapters is saved as it is.
+without adapters is saved as it is. The value head of a reward model or PPO policy
+(``model.value_head: true``) goes next to the weights as ``value_head.safetensors``; transformers
+ignores it, and lavis loads it back for ``value_head: true`` (``load_vlm(out, value_head=True)`` or
+``model.checkpoint: out``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,30 @@ import argparse
 import os
 from pathlib import Path
 from typing import Sequence
+
+from torch import nn
+
+from lavis.common.errors import CheckpointError
+
+#: the file of a merged model's value head, next to its transformers weights
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+def load_value_head(head: nn.Linear, checkpoint: str | os.PathLike) -> bool:
+    """Load ``head`` from :data:`VALUE_HEAD_FILE` in the local checkpoint folder when it has one;
+    returns whether it did (a Hub repo id or a folder without the file keeps the fresh head)."""
+    file = Path(checkpoint).expanduser() / VALUE_HEAD_FILE
+    if not file.is_file():
+        return False
+    from lavis.common.checkpoint import load_state_dict_file
+
+    state = load_state_dict_file(file)
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{file} does not fit a value head of hidden size {head.in_features} "
+                              f"(keys {sorted(state)}): {e}") from e
+    return True
 
 
 def merge_and_save(cfg_path: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
@@ -39,6 +66,11 @@ def merge_and_save(cfg_path: str | os.PathLike, checkpoint: str | os.PathLike, o
     tmp = out.with_name(out.name + ".partial")
     hf_model.save_pretrained(str(tmp))
     model.processor.save_pretrained(str(tmp))
+    if model.value_head is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in model.value_head.state_dict().items()},
+                  str(tmp / VALUE_HEAD_FILE))
     os.replace(tmp, out)  # the folder appears complete or not at all
     return out
 

@@ -20,6 +20,7 @@ class PaliGemma(HFVisionLanguageModel):
 
     HF_MODEL_CLASS = "transformers:PaliGemmaForConditionalGeneration"
     HF_CONFIG_CLASS = "transformers:PaliGemmaConfig"
+    NO_EMBEDS_GENERATION = "transformers' PaliGemmaForConditionalGeneration.generate does not take inputs_embeds"
 
     def _process(self, text: str, images: list[Any]) -> dict[str, torch.Tensor]:
         if images:

@@ -13,6 +13,8 @@ class Qwen3VL(HFVisionLanguageModel):
     HF_MODEL_CLASS = "transformers:Qwen3VLForConditionalGeneration"
     HF_CONFIG_CLASS = "transformers:Qwen3VLConfig"
     PROCESSING_KEYWORDS = ("min_pixels", "max_pixels")
+    NO_EMBEDS_GENERATION = ("DeepStack adds image features inside the first decoder layers (deepstack_visual_embeds), "
+                            "which generate does not take next to inputs_embeds")
 
     @property
     def projector(self) -> nn.Module:
