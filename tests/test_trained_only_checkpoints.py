@@ -63,7 +63,8 @@ def test_lora_run_saves_trained_only_and_every_reader_takes_it(tmp_path):
     assert whole["model_record"] is None and whole["model"].keys() > first["model"].keys()
     assert len(whole["model"]) == len(Qwen2VL.from_pretrained("tiny", lora=LORA).state_dict())
 
-    train(tmp_path / "resumed", f"run.resume_ckpt_path={tmp_path / 'full' / 'checkpoint_0.pth'}", "run.test_splits=[]")
+    resumed = train(tmp_path / "resumed", f"run.resume_ckpt_path={tmp_path / 'full' / 'checkpoint_0.pth'}")
+    assert resumed["best"] == full["best"] and resumed["test"] == full["test"]  # the same best checkpoint
     a = safe_torch_load(tmp_path / "full" / "checkpoint_latest.pth")["model"]
     b = safe_torch_load(tmp_path / "resumed" / "checkpoint_latest.pth")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

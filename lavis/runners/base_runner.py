@@ -33,9 +33,7 @@ from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
 from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io, fsdp
-from lavis.runners.divergence import (
-    STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step,
-)
+from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step
 from lavis.runners.data import (
     ResumableDistributedSampler,
     SeededDataset,
@@ -586,10 +584,12 @@ class TrainRunnerBase(BaseRunner):
         if "loss_watch" in (ckpt.get("meters") or {}):
             self.loss_watch.load_state_dict(ckpt["meters"]["loss_watch"])
         self._check_resume_position()
-        if self.logger is not None:
-            self.logger.truncate_after(self.state.global_step)
-        self._last_saved_step = self.state.global_step
         st = self.state
+        if self.logger is not None:
+            self.logger.truncate_after(st.global_step)
+        if self.rank == 0:
+            ckpt_io.adopt_best_checkpoint(path, self.output_dir, st.best_epoch)
+        self._last_saved_step = st.global_step
         log.info("resumed from %s: epoch %d (%s), global step %d, learning rate now %.4g", path, st.epoch,
                  "done" if st.epoch_done else f"{st.data_batches} micro-batches in", st.global_step,
                  self.optimizer.param_groups[0]["lr"])

@@ -117,6 +117,16 @@ def write_checkpoints(
     return path
 
 
+def adopt_best_checkpoint(resumed: str | os.PathLike, output_dir: Path, best_epoch: int | None) -> None:
+    """Resuming into another ``output_dir``: bring the old run's ``checkpoint_best.pth`` along (when
+    its best epoch came before the resume), so that the test splits are scored on it at the end.
+    Call on rank 0 only."""
+    old, new = Path(resumed).parent / "checkpoint_best.pth", output_dir / "checkpoint_best.pth"
+    if best_epoch is not None and not new.exists() and old.exists() and old.resolve() != new.resolve():
+        link_or_copy(old, new)
+        log.info("resumed into %s: took the best checkpoint so far (epoch %d) from %s", output_dir, best_epoch, old)
+
+
 def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Make ``dst`` hold the bytes of ``src``, atomically: hard link (or copy) to a temporary
     name, then rename over ``dst``. Later atomic writes of either path do not affect the other."""
