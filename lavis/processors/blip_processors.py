@@ -39,16 +39,18 @@ def load_rgb(item: Image.Image | str | os.PathLike) -> Image.Image:
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, (str, os.PathLike)):
         try:
-            with Image.open(item) as img:
-                return img.convert("RGB")
+            return BaseProcessor().read(item)
         except FileNotFoundError:
             raise FileNotFoundError(f"image file {os.fspath(item)!r} does not exist") from None
     raise TypeError(f"an image processor takes a PIL image or an image path, got {type(item).__name__}")
 
 
-def read_uint8(item: Image.Image | str | os.PathLike) -> torch.Tensor:
+def read_uint8(item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
     """``item`` as a uint8 RGB tensor ``[3, H, W]``: a JPEG, PNG, GIF or WebP path is decoded by
-    torchvision, other files and PIL images go through :func:`load_rgb`."""
+    torchvision (the pixels of PIL's decoder), other files and PIL images go through
+    :func:`load_rgb`; a uint8 ``[3, H, W]`` tensor (what this returned before) is taken as it is."""
+    if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 3 and item.shape[0] == 3:
+        return item
     if isinstance(item, (str, os.PathLike)):
         from torchvision.io import ImageReadMode, decode_image
 
@@ -60,8 +62,11 @@ def read_uint8(item: Image.Image | str | os.PathLike) -> torch.Tensor:
             raise FileNotFoundError(f"image file {path!r} does not exist") from None
         try:
             return decode_image(data, mode=ImageReadMode.RGB)
-        except RuntimeError:  # a format torchvision does not decode (BMP, TIFF ...): PIL's turn
+        except RuntimeError:  # a format torchvision does not decode (BMP, TIFF ...) or a bad file: PIL's turn
             pass
+    if isinstance(item, torch.Tensor):
+        raise TypeError(f"an image processor takes a PIL image, an image path or a uint8 [3, H, W] tensor, got a "
+                        f"{item.dtype} tensor of shape {tuple(item.shape)}")
     return F.pil_to_tensor(load_rgb(item))
 
 
@@ -132,8 +137,14 @@ class Uint8TrainProcessor(BlipImageBaseProcessor):
         return v2.RandomResizedCrop(self.image_size, scale=(float(min_scale), float(max_scale)),
                                     interpolation=InterpolationMode.BICUBIC, antialias=True)
 
-    def __call__(self, item: Image.Image | str | os.PathLike) -> torch.Tensor:
-        """The augmented, normalized image, shape ``[3, image_size, image_size]``."""
+    def read(self, path: str | os.PathLike) -> torch.Tensor:
+        """The image file at ``path`` as a uint8 tensor (:func:`read_uint8`): data sets hand it on
+        to ``__call__`` without a PIL image in between."""
+        return read_uint8(path)
+
+    def __call__(self, item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
+        """The augmented, normalized image, shape ``[3, image_size, image_size]``, of a PIL image,
+        an image path or a uint8 ``[3, H, W]`` tensor."""
         return self.transform(read_uint8(item))
 
 

@@ -22,16 +22,16 @@ def row_range(view: torch.Tensor, base: torch.Tensor) -> tuple[int, int] | None:
     """``(start, stop)`` when ``view`` is exactly ``base[start:stop]`` (the same memory, so the
     same values), else ``None``."""
     if view is base:
-        return 0, base.shape[0]
+        return 0, int(base.shape[0])
     if (view.device != base.device or view.dtype != base.dtype or view.dim() != base.dim() or view.dim() == 0
             or view.shape[1:] != base.shape[1:] or view.stride() != base.stride() or base.stride(0) <= 0
             or view.untyped_storage().data_ptr() != base.untyped_storage().data_ptr()):
         return None
-    offset = view.storage_offset() - base.storage_offset()
+    offset = int(view.storage_offset() - base.storage_offset())
     if offset % base.stride(0):
         return None
     start = offset // base.stride(0)
-    stop = start + view.shape[0]
+    stop = start + int(view.shape[0])
     return (start, stop) if 0 <= start and stop <= base.shape[0] else None
 
 

@@ -161,7 +161,7 @@ def test_read_uint8_gives_the_pixels_of_pil_decoding(tmp_path: Path) -> None:
         assert torch.equal(read_uint8(str(path)), want) and torch.equal(read_uint8(Image.open(path)), want), name
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_uint8(tmp_path / "missing.jpg")
-    with pytest.raises(TypeError, match="PIL image or an image path"):
+    with pytest.raises(TypeError, match="a PIL image, an image path or a uint8"):
         BlipImageTrainProcessor()(torch.zeros(3, 8, 8))
 
 
