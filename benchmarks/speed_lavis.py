@@ -109,7 +109,10 @@ def main() -> None:
         from lavis.processors.blip_processors import BlipImageTrainProcessor
         from PIL import Image
 
-        torch.set_num_threads(1)  # one data-loader worker
+        import cv2  # LAVIS' RandomAugment runs on OpenCV, which uses a thread per core by default
+
+        torch.set_num_threads(1)  # one data-loader worker, one thread
+        cv2.setNumThreads(1)
         proc = BlipImageTrainProcessor(image_size=size["data_image_size"])  # RandomAugment(2, 5) included
         paths = sorted(Path(args.images).glob("*.jpg"))
         extra["images"] = len(paths)

@@ -57,11 +57,12 @@ def read_uint8(item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Te
         path = os.fspath(item)
         try:
             with open(path, "rb") as f:
-                data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+                data = bytearray(f.read())
         except FileNotFoundError:
             raise FileNotFoundError(f"image file {path!r} does not exist") from None
         try:
-            return decode_image(data, mode=ImageReadMode.RGB)
+            if data:
+                return decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
         except RuntimeError:  # a format torchvision does not decode (BMP, TIFF ...) or a bad file: PIL's turn
             pass
     if isinstance(item, torch.Tensor):

@@ -161,6 +161,10 @@ def test_read_uint8_gives_the_pixels_of_pil_decoding(tmp_path: Path) -> None:
         assert torch.equal(read_uint8(str(path)), want) and torch.equal(read_uint8(Image.open(path)), want), name
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_uint8(tmp_path / "missing.jpg")
+    for bad, content in (("empty.jpg", b""), ("truncated.jpg", (tmp_path / "rgb.jpg").read_bytes()[:300])):
+        (tmp_path / bad).write_bytes(content)
+        with pytest.raises(OSError):  # PIL's errors (UnidentifiedImageError, truncated file), as PIL decoding gives
+            read_uint8(tmp_path / bad)
     with pytest.raises(TypeError, match="a PIL image, an image path or a uint8"):
         BlipImageTrainProcessor()(torch.zeros(3, 8, 8))
 
