@@ -114,12 +114,11 @@ def main() -> None:
         torch.set_num_threads(1)  # one data-loader worker, one thread
         cv2.setNumThreads(1)
         proc = BlipImageTrainProcessor(image_size=size["data_image_size"])  # RandomAugment(2, 5) included
-        paths = sorted(Path(args.images).glob("*.jpg"))
-        extra["images"] = len(paths)
-
-        def fn() -> Any:
-            for p in paths:  # as LAVIS' caption data set reads an image
-                proc(Image.open(p).convert("RGB"))
+        items = H.data_items(Path(args.images))
+        # as LAVIS' caption data set reads an image
+        H.emit([H.time_items(lambda k: proc(Image.open(items[k]).convert("RGB")), len(items), args.repeats)],
+               images=len(items))
+        return
     else:
         sys.exit(f"{args.bench}: not a LAVIS benchmark")
     H.emit(H.time_repeats(fn, args.repeats), **extra)

@@ -20,8 +20,10 @@ AutoContrast is PIL's look-up table applied with one gather; Equalize, Brightnes
 are torchvision's uint8 kernels (written to match PIL's ImageOps / ImageEnhance); an enhance
 factor of exactly 1 returns the image untouched;
 translations by whole pixels are a shifted copy (what bilinear sampling at whole-pixel offsets
-gives); shears and rotations are one bilinear ``grid_sample`` about the centre with grey fill (the
-arithmetic of torchvision's ``affine`` on tensors, without its extra mask channel).
+gives); a shear shifts each row (or column) by its own fractional amount, one linear
+interpolation along it (what bilinear sampling of a shear reduces to); rotations are one bilinear
+``grid_sample`` about the centre with grey fill (the arithmetic of torchvision's ``affine`` on
+tensors, without its extra mask channel).
 
 Randomness comes from torch's global RNG, so ``torch.manual_seed`` makes it repeatable.
 """
@@ -94,10 +96,31 @@ def warp(img: torch.Tensor, inverse: tuple[float, float, float, float]) -> torch
     return out.add_(GREY + 0.5).to(torch.uint8)
 
 
+def shear(img: torch.Tensor, factor: float, axis: str) -> torch.Tensor:
+    """``img`` (uint8 ``[3, H, W]``) sheared about its centre: for ``axis="x"`` output pixel
+    ``(u, v)`` (centred coordinates) takes the input at ``(u + factor * v, v)``, for ``"y"`` at
+    ``(u, v + factor * u)``, by linear interpolation between the two nearest pixels along the axis,
+    grey beyond the image. Bilinear sampling of a shear reduces to this: each row (column) is
+    shifted by one fractional amount."""
+    dim = 2 if axis == "x" else 1  # the dimension samples move along
+    n, lines = img.shape[dim], img.shape[3 - dim]
+    shift = (torch.arange(lines, dtype=torch.float64) + 0.5 - lines / 2) * factor
+    whole = shift.floor()
+    pad = int(whole.abs().max()) + 2
+    padded = nnf.pad(img, (pad, pad) if dim == 2 else (0, 0, pad, pad), value=GREY)
+    along, start, frac = torch.arange(n + 1), whole.long() + pad, (shift - whole).to(torch.float32)
+    if dim == 2:
+        index, frac = along.view(1, n + 1) + start.view(lines, 1), frac.view(lines, 1)
+    else:
+        index, frac = along.view(n + 1, 1) + start.view(1, lines), frac.view(1, lines)
+    near = padded.gather(dim, index.expand(3, *index.shape)).to(torch.float32)  # near[k] and near[k + 1] surround k
+    out = torch.empty(img.shape)
+    torch.lerp(near.narrow(dim, 0, n), near.narrow(dim, 1, n), frac, out=out)
+    return out.add_(0.5).to(torch.uint8)
+
+
 def _shear(img: torch.Tensor, level: float, axis: str, sign: float | None = None) -> torch.Tensor:
-    factor = level / MAX_LEVEL * 0.3 * (sign if sign is not None else _signed(1.0))
-    # output (u, v) reads input (u + factor v, v) for x; (u, v + factor u) for y
-    return warp(img, (1.0, factor, 0.0, 1.0) if axis == "x" else (1.0, 0.0, factor, 1.0))
+    return shear(img, level / MAX_LEVEL * 0.3 * (sign if sign is not None else _signed(1.0)), axis)
 
 
 def _translate(img: torch.Tensor, level: float, axis: str, sign: float | None = None) -> torch.Tensor:
@@ -167,4 +190,4 @@ class RandomAugment:
         return f"RandomAugment(num_ops={self.num_ops}, magnitude={self.magnitude}, prob={self.prob}, ops={list(self.ops)})"
 
 
-__all__ = ["BLIP_OPS", "OPS", "RandomAugment", "autocontrast", "warp"]
+__all__ = ["BLIP_OPS", "OPS", "RandomAugment", "autocontrast", "shear", "warp"]
