@@ -9,6 +9,8 @@ decoded by torchvision (libjpeg-turbo, the same pixels as PIL's decoder), the ra
 bicubic resize are one antialiased uint8 resampling (within 2/255 of PIL's bicubic resize), the
 augmentations run on uint8, and the conversion to float and the normalization are one pass. The
 evaluation processors keep their PIL transforms, so evaluation inputs are unchanged.
+torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec (a warning per call,
+hidden by Python's default filters); TorchCodec's ``decode_image(data, mode="RGB")`` replaces it.
 """
 
 from __future__ import annotations
