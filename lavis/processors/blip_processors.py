@@ -48,8 +48,8 @@ def load_rgb(item: Image.Image | str | os.PathLike) -> Image.Image:
 
 
 def read_uint8(item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
-    """``item`` as a uint8 RGB tensor ``[3, H, W]``: a JPEG, PNG, GIF or WebP path is decoded by
-    torchvision (the pixels of PIL's decoder), other files and PIL images go through
+    """``item`` as a uint8 RGB tensor ``[3, H, W]``: a JPEG, 8-bit PNG, GIF or WebP path is decoded
+    by torchvision (the pixels of PIL's decoder), other files and PIL images go through
     :func:`load_rgb`; a uint8 ``[3, H, W]`` tensor (what this returned before) is taken as it is."""
     if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 3 and item.shape[0] == 3:
         return item
@@ -63,10 +63,11 @@ def read_uint8(item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Te
         except FileNotFoundError:
             raise FileNotFoundError(f"image file {path!r} does not exist") from None
         try:
-            if data:
-                return decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)
+            decoded = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB) if data else None
         except RuntimeError:  # a format torchvision does not decode (BMP, TIFF ...) or a bad file: PIL's turn
-            pass
+            decoded = None
+        if decoded is not None and decoded.dtype == torch.uint8:  # 16-bit PNGs decode to uint16: PIL's turn
+            return decoded
     if isinstance(item, torch.Tensor):
         raise TypeError(f"an image processor takes a PIL image, an image path or a uint8 [3, H, W] tensor, got a "
                         f"{item.dtype} tensor of shape {tuple(item.shape)}")

@@ -159,6 +159,9 @@ def test_read_uint8_gives_the_pixels_of_pil_decoding(tmp_path: Path) -> None:
         got = read_uint8(path)
         assert got.dtype == torch.uint8 and torch.equal(got, want), name
         assert torch.equal(read_uint8(str(path)), want) and torch.equal(read_uint8(Image.open(path)), want), name
+    deep = tmp_path / "grey16.png"  # torchvision decodes 16-bit PNGs to uint16: PIL's conversion instead
+    Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)).save(deep)
+    assert torch.equal(read_uint8(deep), torch.from_numpy(np.array(Image.open(deep).convert("RGB"))).permute(2, 0, 1))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_uint8(tmp_path / "missing.jpg")
     for bad, content in (("empty.jpg", b""), ("truncated.jpg", (tmp_path / "rgb.jpg").read_bytes()[:300])):
