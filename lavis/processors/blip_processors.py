@@ -26,7 +26,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from lavis.common.registry import registry
-from lavis.processors.base_processor import BaseProcessor
+from lavis.processors.base_processor import BaseProcessor, read_rgb
 
 #: BLIP's (CLIP's) normalization of RGB values in [0, 1].
 BLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -41,7 +41,7 @@ def load_rgb(item: Image.Image | str | os.PathLike) -> Image.Image:
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, (str, os.PathLike)):
         try:
-            return BaseProcessor().read(item)
+            return read_rgb(item)
         except FileNotFoundError:
             raise FileNotFoundError(f"image file {os.fspath(item)!r} does not exist") from None
     raise TypeError(f"an image processor takes a PIL image or an image path, got {type(item).__name__}")
