@@ -40,7 +40,6 @@ from torchvision.transforms.v2 import functional as F
 
 MAX_LEVEL = 10
 GREY = 128
-FILL = [GREY, GREY, GREY]
 #: the op list of LAVIS's ``blip_image_train`` processor
 BLIP_OPS: tuple[str, ...] = ("Identity", "AutoContrast", "Brightness", "Sharpness", "Equalize", "ShearX", "ShearY",
                              "TranslateX", "TranslateY", "Rotate")
