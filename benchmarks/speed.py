@@ -7,7 +7,8 @@ Every benchmark runs in its own process: ``speed_ours.py`` with this checkout on
 ``speed_lavis.py`` with the reference environment's python (``--lavis-python``, ``$LAVIS_PYTHON``
 or ``.venv-lavis/bin/python``; see benchmarks/README.md). The two libraries' processes alternate,
 ``--rounds`` times, and each figure is the minimum over all timed repeats, so that load from other
-jobs on a shared machine inflates both sides alike and is mostly filtered out. The machine's
+jobs on a shared machine inflates both sides alike and is mostly filtered out. The data benchmark
+counts CPU seconds instead, item by item (``speed_harness.time_items``). The machine's
 matrix-product throughput (2048^2 fp32 and bf16) is measured in the same run, before and after.
 """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import resource
 import time
@@ -75,6 +76,42 @@ def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, torch's and (where installed) NumPy's global generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+    except ImportError:
+        return
+    numpy.random.seed(seed)
+
+
+def time_items(fn: Callable[[int], Any], n: int, repeats: int) -> float:
+    """CPU seconds of this process for the ``n`` calls ``fn(0)`` .. ``fn(n - 1)``: each call's
+    smallest of ``repeats`` timed passes (after one untimed pass), summed. CPU time
+    (``time.process_time``, every thread of the process) leaves out the time the process waited
+    for a core while other jobs of a shared machine ran, which wall time would count. Every
+    generator is seeded with the item's number before each call (:func:`seed_all`), so each pass
+    does the same work."""
+    best = [math.inf] * n
+    for rep in range(repeats + 1):
+        for k in range(n):
+            seed_all(k)
+            t0 = time.process_time()
+            fn(k)
+            if rep:
+                best[k] = min(best[k], time.process_time() - t0)
+    return sum(best)
+
+
+def data_items(folder: Path, copies: int = 4) -> list[Path]:
+    """The data benchmark's items: every JPEG of ``folder``, ``copies`` times (item ``k`` is seeded
+    with ``k``, so each copy draws other crops and augmentations)."""
+    paths = sorted(folder.glob("*.jpg"))
+    return [p for _ in range(copies) for p in paths]
 
 
 def peak_rss_gb() -> float:

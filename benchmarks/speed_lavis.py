@@ -109,14 +109,16 @@ def main() -> None:
         from lavis.processors.blip_processors import BlipImageTrainProcessor
         from PIL import Image
 
-        torch.set_num_threads(1)  # one data-loader worker
-        proc = BlipImageTrainProcessor(image_size=size["data_image_size"])  # RandomAugment(2, 5) included
-        paths = sorted(Path(args.images).glob("*.jpg"))
-        extra["images"] = len(paths)
+        import cv2  # LAVIS' RandomAugment runs on OpenCV, which uses a thread per core by default
 
-        def fn() -> Any:
-            for p in paths:  # as LAVIS' caption data set reads an image
-                proc(Image.open(p).convert("RGB"))
+        torch.set_num_threads(1)  # one data-loader worker, one thread
+        cv2.setNumThreads(1)
+        proc = BlipImageTrainProcessor(image_size=size["data_image_size"])  # RandomAugment(2, 5) included
+        items = H.data_items(Path(args.images))
+        # as LAVIS' caption data set reads an image
+        H.emit([H.time_items(lambda k: proc(Image.open(items[k]).convert("RGB")), len(items), args.repeats)],
+               images=len(items))
+        return
     else:
         sys.exit(f"{args.bench}: not a LAVIS benchmark")
     H.emit(H.time_repeats(fn, args.repeats), **extra)

@@ -62,7 +62,8 @@ class RunConfig:
     # data
     batch_size_train: int = _sensitive(32)  # per process
     batch_size_eval: int = 64  # per process
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # data-loader workers per process; null: several on a GPU, 0 on a CPU
+    prefetch_factor: int = 2  # batches each data-loader worker keeps ready
     train_splits: List[str] = _sensitive(factory=lambda: ["train"])
     valid_splits: List[str] = field(default_factory=list)
     test_splits: List[str] = field(default_factory=list)

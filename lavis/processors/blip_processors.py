@@ -3,6 +3,14 @@
 Image processors take a PIL image or a path to an image file and return a normalized float
 tensor of shape ``[3, image_size, image_size]``. Text processors take one string and return the
 cleaned string. Randomness (crops, flips) comes from torch's global RNG, which the runner seeds.
+
+The training processors hold the image as a uint8 tensor from decoding to the end: a path is
+decoded by torchvision (libjpeg-turbo, the same pixels as PIL's decoder), the random crop and its
+bicubic resize are one antialiased uint8 resampling (within 2/255 of PIL's bicubic resize), the
+augmentations run on uint8, and the conversion to float and the normalization are one pass. The
+evaluation processors keep their PIL transforms, so evaluation inputs are unchanged.
+torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec (a warning per call,
+hidden by Python's default filters); TorchCodec's ``decode_image(data, mode="RGB")`` replaces it.
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ from typing import Sequence
 import torch
 from PIL import Image
 from torchvision import transforms
-from torchvision.transforms import InterpolationMode
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
 from lavis.common.registry import registry
-from lavis.processors.base_processor import BaseProcessor
+from lavis.processors.base_processor import BaseProcessor, read_rgb
 
 #: BLIP's (CLIP's) normalization of RGB values in [0, 1].
 BLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -32,11 +41,37 @@ def load_rgb(item: Image.Image | str | os.PathLike) -> Image.Image:
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, (str, os.PathLike)):
         try:
-            with Image.open(item) as img:
-                return img.convert("RGB")
+            return read_rgb(item)
         except FileNotFoundError:
             raise FileNotFoundError(f"image file {os.fspath(item)!r} does not exist") from None
     raise TypeError(f"an image processor takes a PIL image or an image path, got {type(item).__name__}")
+
+
+def read_uint8(item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
+    """``item`` as a uint8 RGB tensor ``[3, H, W]``: a JPEG, 8-bit PNG, GIF or WebP path is decoded
+    by torchvision (the pixels of PIL's decoder), other files and PIL images go through
+    :func:`load_rgb`; a uint8 ``[3, H, W]`` tensor (what this returned before) is taken as it is."""
+    if isinstance(item, torch.Tensor) and item.dtype == torch.uint8 and item.dim() == 3 and item.shape[0] == 3:
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        from torchvision.io import ImageReadMode, decode_image
+
+        path = os.fspath(item)
+        try:
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file {path!r} does not exist") from None
+        try:
+            decoded = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB) if data else None
+        except RuntimeError:  # a format torchvision does not decode (BMP, TIFF ...) or a bad file: PIL's turn
+            decoded = None
+        if decoded is not None and decoded.dtype == torch.uint8:  # 16-bit PNGs decode to uint16: PIL's turn
+            return decoded
+    if isinstance(item, torch.Tensor):
+        raise TypeError(f"an image processor takes a PIL image, an image path or a uint8 [3, H, W] tensor, got a "
+                        f"{item.dtype} tensor of shape {tuple(item.shape)}")
+    return F.pil_to_tensor(load_rgb(item))
 
 
 def clean_text(text: str, max_words: int) -> str:
@@ -66,7 +101,7 @@ class BlipImageBaseProcessor(BaseProcessor):
         self.image_size = int(image_size)
         self.mean, self.std = _check_norm(mean, std)
         self.normalize = transforms.Normalize(self.mean, self.std)
-        self.transform: transforms.Compose
+        self.transform: transforms.Compose | v2.Compose
 
     def __call__(self, item: Image.Image | str | os.PathLike) -> torch.Tensor:
         """The normalized image, shape ``[3, image_size, image_size]``."""
@@ -76,12 +111,53 @@ class BlipImageBaseProcessor(BaseProcessor):
         return f"{type(self).__name__}({self.transform})"
 
 
+class NormalizeUint8:
+    """uint8 ``[3, H, W]`` (any strides) to a contiguous float32 tensor ``(x / 255 - mean) / std``,
+    computed as ``(x - 255 mean) * (1 / (255 std))`` in one conversion and two in-place passes."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = _check_norm(mean, std)
+        self.shift = torch.tensor(self.mean).mul_(255).view(3, 1, 1)
+        self.scale = torch.tensor(self.std).mul_(255).reciprocal_().view(3, 1, 1)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(img.shape, dtype=torch.float32)
+        return out.copy_(img).sub_(self.shift).mul_(self.scale)
+
+    def __repr__(self) -> str:
+        return f"NormalizeUint8(mean={self.mean}, std={self.std})"
+
+
+class Uint8TrainProcessor(BlipImageBaseProcessor):
+    """Shared part of the training processors: the image is read with :func:`read_uint8` and
+    ``self.transform`` works on uint8 tensors, ending with :class:`NormalizeUint8`."""
+
+    def random_resized_crop(self, min_scale: float, max_scale: float) -> v2.RandomResizedCrop:
+        """The random crop (area fraction in ``[min_scale, max_scale]``, aspect ratio 3/4 to 4/3,
+        the same draws from torch's RNG as ``transforms.RandomResizedCrop``) resized to
+        ``image_size`` with antialiased bicubic interpolation."""
+        if not 0 < min_scale <= max_scale <= 1:
+            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
+        return v2.RandomResizedCrop(self.image_size, scale=(float(min_scale), float(max_scale)),
+                                    interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+    def read(self, path: str | os.PathLike) -> torch.Tensor:
+        """The image file at ``path`` as a uint8 tensor (:func:`read_uint8`): data sets hand it on
+        to ``__call__`` without a PIL image in between."""
+        return read_uint8(path)
+
+    def __call__(self, item: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
+        """The augmented, normalized image, shape ``[3, image_size, image_size]``, of a PIL image,
+        an image path or a uint8 ``[3, H, W]`` tensor."""
+        return self.transform(read_uint8(item))
+
+
 @registry.register_processor("blip_image_train")
-class BlipImageTrainProcessor(BlipImageBaseProcessor):
+class BlipImageTrainProcessor(Uint8TrainProcessor):
     """Training images: random resized crop (bicubic, area fraction in ``[min_scale, max_scale]``),
     optional horizontal flip, optional ``randaugment`` (LAVIS's ``RandomAugment(2, 5)`` of
     :mod:`lavis.processors.randaugment`, as BLIP's published fine-tuning recipes use), then
-    ``ToTensor`` and ``Normalize(mean, std)``.
+    conversion to float and ``Normalize(mean, std)``, all on uint8 tensors.
 
     Turn ``horizontal_flip`` off when captions speak of left and right.
     """
@@ -90,23 +166,17 @@ class BlipImageTrainProcessor(BlipImageBaseProcessor):
                  min_scale: float = 0.5, max_scale: float = 1.0, horizontal_flip: bool = True,
                  randaugment: bool = False):
         super().__init__(image_size, mean, std)
-        if not 0 < min_scale <= max_scale <= 1:
-            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
+        steps: list = [self.random_resized_crop(min_scale, max_scale)]
         self.min_scale, self.max_scale, self.horizontal_flip = float(min_scale), float(max_scale), bool(horizontal_flip)
         self.randaugment = bool(randaugment)
-        steps: list = [
-            transforms.RandomResizedCrop(
-                self.image_size, scale=(self.min_scale, self.max_scale), interpolation=InterpolationMode.BICUBIC
-            )
-        ]
         if self.horizontal_flip:
-            steps.append(transforms.RandomHorizontalFlip())
+            steps.append(v2.RandomHorizontalFlip())
         if self.randaugment:
             from lavis.processors.randaugment import RandomAugment
 
             steps.append(RandomAugment(num_ops=2, magnitude=5))
-        steps += [transforms.ToTensor(), self.normalize]
-        self.transform = transforms.Compose(steps)
+        steps.append(NormalizeUint8(self.mean, self.std))
+        self.transform = v2.Compose(steps)
 
 
 @registry.register_processor("blip_image_eval")

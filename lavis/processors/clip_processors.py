@@ -7,29 +7,24 @@ from __future__ import annotations
 from typing import Sequence
 
 from torchvision import transforms
-from torchvision.transforms import InterpolationMode
+from torchvision.transforms import InterpolationMode, v2
 
 from lavis.common.registry import registry
-from lavis.processors.blip_processors import BLIP_MEAN, BLIP_STD, BlipImageBaseProcessor
+from lavis.processors.blip_processors import (
+    BLIP_MEAN, BLIP_STD, BlipImageBaseProcessor, NormalizeUint8, Uint8TrainProcessor,
+)
 
 
 @registry.register_processor("clip_image_train")
-class ClipImageTrainProcessor(BlipImageBaseProcessor):
+class ClipImageTrainProcessor(Uint8TrainProcessor):
     """Training images: random resized crop (bicubic, area fraction in ``[min_scale, max_scale]``,
-    0.9-1.0 as LAVIS's CLIP fine-tuning uses), ``ToTensor``, ``Normalize``; no flip."""
+    0.9-1.0 as LAVIS's CLIP fine-tuning uses), conversion to float and ``Normalize``; no flip.
+    On uint8 tensors, as :class:`~lavis.processors.blip_processors.BlipImageTrainProcessor`."""
 
     def __init__(self, image_size: int = 224, mean: Sequence[float] = BLIP_MEAN, std: Sequence[float] = BLIP_STD,
                  min_scale: float = 0.9, max_scale: float = 1.0):
         super().__init__(image_size, mean, std)
-        if not 0 < min_scale <= max_scale <= 1:
-            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
-        self.transform = transforms.Compose([
-            transforms.RandomResizedCrop(
-                self.image_size, scale=(float(min_scale), float(max_scale)), interpolation=InterpolationMode.BICUBIC
-            ),
-            transforms.ToTensor(),
-            self.normalize,
-        ])
+        self.transform = v2.Compose([self.random_resized_crop(min_scale, max_scale), NormalizeUint8(self.mean, self.std)])
 
 
 @registry.register_processor("clip_image_eval")

@@ -35,6 +35,7 @@ from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io, fsdp
 from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step
 from lavis.runners.data import (
+    LoaderSettings,
     ResumableDistributedSampler,
     SeededDataset,
     ShardedEvalSampler,
@@ -150,7 +151,7 @@ class TrainRunnerBase(BaseRunner):
         self._train_sampler: ResumableDistributedSampler | None = None
         self._eval_loaders: dict[tuple[str, str], DataLoader] = {}
         self.throughput = Throughput()
-        self._pin = self.device.type == "cuda"
+        self._loading = LoaderSettings.for_run(run.num_workers, run.prefetch_factor, self.device)
 
     # ------------------------------------------------------------------------------------------
     # configuration checks and sizes
@@ -232,7 +233,7 @@ class TrainRunnerBase(BaseRunner):
             raise ConfigError([f"run.train_splits: {list(run.train_splits)} hold no samples"])
         self._train_loader = make_loader(
             SeededDataset(data, run.seed), self._train_sampler, run.batch_size_train,
-            run.num_workers, self._pin, seed=mix_seed(run.seed, self.rank),
+            self._loading, seed=mix_seed(run.seed, self.rank),
         )
 
     def train_batches(self, data_epoch: int, start_batch: int) -> Iterator[Any]:
@@ -249,7 +250,7 @@ class TrainRunnerBase(BaseRunner):
             data = self.datasets[name][split]
             sampler = ShardedEvalSampler(dataset_len(data, f"datasets.{name}"), self.world_size, self.rank)
             self._eval_loaders[key] = make_loader(
-                SeededDataset(data, run.seed), sampler, run.batch_size_eval, run.num_workers, self._pin, seed=run.seed
+                SeededDataset(data, run.seed), sampler, run.batch_size_eval, self._loading, seed=run.seed
             )
         return self._eval_loaders[key]
 
@@ -341,7 +342,7 @@ class TrainRunnerBase(BaseRunner):
         for j in range(group_size):
             samples = fetch()
             n_samples += batch_size_of(samples)
-            samples = move_to_device(samples, self.device, non_blocking=self._pin)
+            samples = move_to_device(samples, self.device, non_blocking=self._loading.pin_memory)
             # DDP / FSDP synchronize the gradients on the last micro-batch only
             with fsdp.no_sync(self._ddp, self.model, last=j == group_size - 1):
                 with self.precision.autocast():

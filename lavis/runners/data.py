@@ -17,7 +17,9 @@ travels with each index into worker processes.
 from __future__ import annotations
 
 import math
+import os
 import random
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence, Sized
 
 import numpy as np
@@ -35,6 +37,7 @@ __all__ = [
     "ShardedEvalSampler",
     "collate_fn_for",
     "concat_splits",
+    "LoaderSettings",
     "make_loader",
     "move_to_device",
     "batch_size_of",
@@ -205,30 +208,59 @@ def concat_splits(
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def make_loader(
-    dataset: Dataset,
-    sampler: Sampler,
-    batch_size: int,
-    num_workers: int,
-    pin_memory: bool,
-    seed: int,
-) -> DataLoader:
-    """A DataLoader over ``dataset`` (already a :class:`SeededDataset`) in ``sampler`` order.
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How the runner's DataLoaders load: worker processes, pinned memory, batches prefetched.
 
-    Uses the dataset's collater, no persistent workers, and a private generator so that making
-    an iterator never draws from the global torch generator.
+    With workers, they are persistent (started once per loader, not once per epoch) and each
+    keeps ``prefetch_factor`` batches ready; without, the main process loads each batch when asked.
+    """
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    prefetch_factor: int = 2
+
+    @classmethod
+    def for_run(cls, num_workers: int | None, prefetch_factor: int, device: torch.device) -> "LoaderSettings":
+        """``run.num_workers`` (``None``: :func:`auto_workers`), pinned memory when the device is a
+        GPU (so that the copy of each batch can overlap the step), ``run.prefetch_factor``."""
+        workers = auto_workers(device) if num_workers is None else int(num_workers)
+        return cls(workers, device.type == "cuda", int(prefetch_factor))
+
+
+def auto_workers(device: torch.device) -> int:
+    """Data-loader workers per process when ``run.num_workers`` is unset: on a GPU, the CPUs this
+    process may use, shared among the local ranks (``$LOCAL_WORLD_SIZE``), less one for the main
+    process, at most 8; on a CPU, 0 (the training step's threads already use the cores, so
+    workers would only compete with it)."""
+    if device.type != "cuda":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, cpus // local_ranks - 1))
+
+
+def make_loader(dataset: Dataset, sampler: Sampler, batch_size: int, settings: LoaderSettings, seed: int) -> DataLoader:
+    """A DataLoader over ``dataset`` (already a :class:`SeededDataset`) in ``sampler`` order, loading
+    as ``settings`` say.
+
+    Uses the dataset's collater and a private generator so that making an iterator never draws
+    from the global torch generator. Persistent workers keep resuming exact: the sampler runs in
+    the main process, and each item's randomness comes from its own key (:class:`SeededDataset`).
     """
     g = torch.Generator()
     g.manual_seed(seed)
+    workers = settings.num_workers > 0
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
+        num_workers=settings.num_workers,
+        pin_memory=settings.pin_memory,
         collate_fn=collate_fn_for(dataset),
         drop_last=False,
-        persistent_workers=False,
+        persistent_workers=workers,
+        prefetch_factor=settings.prefetch_factor if workers else None,
         generator=g,
     )
 

@@ -140,6 +140,9 @@ def common_run_problems(run: Mapping[str, Any]) -> list[str]:
         value = run.get(key)
         if isinstance(value, int) and value < 0:
             problems.append(f"run.{key}: must be >= 0, got {value}")
+    prefetch = run.get("prefetch_factor")
+    if isinstance(prefetch, int) and prefetch < 1:
+        problems.append(f"run.prefetch_factor: must be >= 1, got {prefetch}")
     norm = run.get("max_grad_norm")
     if isinstance(norm, (int, float)) and norm <= 0:
         problems.append(f"run.max_grad_norm: must be > 0 (or null for no clipping), got {norm}")

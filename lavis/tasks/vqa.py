@@ -9,7 +9,8 @@ answer list: ``run.answer_list`` if set, else the eval split's own, e.g. VQAv2's
 ``answer_list.json``; ``num_ans_candidates`` of them are scored in full). Every answer is scored
 with :func:`lavis.tasks.metrics.vqa.vqa_accuracy` against the question's reference answers (with a
 single reference, as in GQA, that is exact match after normalisation). Questions that carry
-``choices`` (A-OKVQA) are also answered by ranking their own choices (``run.multiple_choice``).
+``choices`` (A-OKVQA) are also answered by ranking their own choices (``run.multiple_choice``),
+on the image features the batch's answers computed (the vision encoder runs once per image).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
 from lavis.tasks.base_task import BaseTask
+from lavis.tasks.feature_cache import reuse_image_features
 from lavis.tasks.metrics.vqa import vqa_accuracy
 from lavis.tasks.task_utils import accepted_kwargs, batch_ids, find_dataset, task_model, write_results
 
@@ -127,8 +129,13 @@ class VQATask(BaseTask):
 
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         """``[{"question_id", "answer", "accuracy" (where the item has answers), "mc_answer",
-        "mc_correct" (where it has choices)}, ...]``, one per question; accuracies in [0, 1]."""
+        "mc_correct" (where it has choices)}, ...]``, one per question; accuracies in [0, 1].
+        The multiple-choice calls reuse the batch's image features (:mod:`lavis.tasks.feature_cache`)."""
         net = task_model(model, "predict_answers", "vqa")
+        with reuse_image_features(net):
+            return self._answer(net, samples)
+
+    def _answer(self, net: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.cfg
         if cfg.inference_method == "rank":
             answers = self.candidate_answers()

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data.dataloader import default_collate
 
@@ -40,7 +39,7 @@ class BaseDataset(Dataset):
     """Annotations from one or more JSON files, with image paths relative to ``vis_root``.
 
     Args:
-        vis_processor: turns a PIL image into the model's image tensor (identity when ``None``).
+        vis_processor: reads an image file (``read``) and turns it into the model's image tensor (identity when ``None``).
         text_processor: turns a raw string into the model's text (identity when ``None``).
         vis_root: folder the ``"image"`` paths of the annotations are relative to.
         ann_paths: annotation files; their entries are concatenated in order.
@@ -66,12 +65,11 @@ class BaseDataset(Dataset):
     def set_processors(self, vis_processor: BaseProcessor, text_processor: BaseProcessor) -> None:
         self.vis_processor, self.text_processor = vis_processor, text_processor
 
-    def load_image(self, relative: str) -> Image.Image:
-        """The RGB image at ``vis_root / relative``."""
+    def load_image(self, relative: str) -> Any:
+        """The image at ``vis_root / relative`` as the vision processor reads it (``vis_processor.read``)."""
         path = self.vis_root / relative
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
+            return self.vis_processor.read(path)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"image {path} named in {', '.join(map(str, self.ann_paths))} does not exist; "

@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch.utils.data.dataloader import default_collate
 
 from lavis.common.errors import LavisError
@@ -107,12 +107,13 @@ class MediaDataset(BaseDataset):
         an item skipped again in a later epoch is not counted twice)."""
         return int(self._skipped.value)
 
-    def open_image(self, relative: str) -> Image.Image:
-        """The RGB image at ``vis_root / relative``; raises :class:`UnreadableMedia` if it cannot be read."""
+    def open_image(self, relative: str) -> Any:
+        """The image at ``vis_root / relative`` as the vision processor reads it (``vis_processor.read``:
+        an RGB PIL image, or a uint8 tensor for the training processors); raises
+        :class:`UnreadableMedia` if it cannot be read."""
         path = self.vis_root / relative
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
+            return self.vis_processor.read(path)
         except FileNotFoundError:
             raise UnreadableMedia(path, "file not found") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

@@ -161,6 +161,25 @@ def test_images_are_opened_in_getitem_not_at_build_time(cache_home: Path, monkey
     assert opened == [str(cache_home / "coco/images/val2014/COCO_val2014_000000000073.jpg")]
 
 
+def test_training_items_are_read_by_the_train_processor_without_pil(cache_home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training processor reads its JPEGs itself (``read``: torchvision's decoder, a uint8
+    tensor), so the data set hands it no PIL image; the item is what the processor makes of the path."""
+    from PIL import Image
+
+    train = build("coco", cache_home)["train"]
+    path = cache_home / "coco/images/train2014/COCO_train2014_000000000009.jpg"
+    assert train.vis_processor.read(path).dtype == torch.uint8
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    torch.manual_seed(0)
+    item = train[0]["image"]
+    assert opened == []
+    torch.manual_seed(0)
+    assert torch.equal(item, train.vis_processor(path))
+
+
 def test_an_unreadable_image_is_logged_skipped_and_counted(cache_home: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_files(cache_home, LAYOUTS["coco"]())
     bad = cache_home / "coco/images/val2014/COCO_val2014_000000000042.jpg"

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
 
 from lavis.common.registry import registry
 from lavis.processors.base_processor import build_processor
 from lavis.processors.blip_processors import (
     BLIP_MEAN, BLIP_STD, BlipCaptionProcessor, BlipImageEvalProcessor, BlipImageTrainProcessor, BlipQuestionProcessor,
+    NormalizeUint8, read_uint8,
 )
+from lavis.processors.clip_processors import ClipImageTrainProcessor
 
 
 def constant(rgb=(200, 100, 50), size=(40, 30), mode="RGB") -> Image.Image:
@@ -136,3 +141,66 @@ def test_built_from_config_with_name() -> None:
     assert out.shape == (3, 16, 16) and torch.allclose(out, torch.ones_like(out))
     with pytest.raises(TypeError):
         build_processor({"name": "blip_image_eval", "image_sise": 16})
+
+
+def photo_jpeg(path: Path, size=(90, 70), mode="RGB") -> Path:
+    g = torch.Generator().manual_seed(0)
+    noise = (torch.rand(size[1] // 10, size[0] // 10, 3, generator=g) * 255).to(torch.uint8).numpy()
+    Image.fromarray(noise).resize(size, Image.BICUBIC).convert(mode).save(path)
+    return path
+
+
+def test_read_uint8_gives_the_pixels_of_pil_decoding(tmp_path: Path) -> None:
+    """Training processors decode with torchvision: the same pixels as PIL's decoder, bit for bit."""
+    for name, mode in (("rgb.jpg", "RGB"), ("grey.jpg", "L"), ("cmyk.jpg", "CMYK"), ("rgba.png", "RGBA"),
+                       ("rgb.bmp", "RGB")):  # BMP: torchvision cannot, PIL's turn
+        path = photo_jpeg(tmp_path / name, mode=mode)
+        want = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        got = read_uint8(path)
+        assert got.dtype == torch.uint8 and torch.equal(got, want), name
+        assert torch.equal(read_uint8(str(path)), want) and torch.equal(read_uint8(Image.open(path)), want), name
+    deep = tmp_path / "grey16.png"  # torchvision decodes 16-bit PNGs to uint16: PIL's conversion instead
+    Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)).save(deep)
+    assert torch.equal(read_uint8(deep), torch.from_numpy(np.array(Image.open(deep).convert("RGB"))).permute(2, 0, 1))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_uint8(tmp_path / "missing.jpg")
+    for bad, content in (("empty.jpg", b""), ("truncated.jpg", (tmp_path / "rgb.jpg").read_bytes()[:300])):
+        (tmp_path / bad).write_bytes(content)
+        with pytest.raises(OSError):  # PIL's errors (UnidentifiedImageError, truncated file), as PIL decoding gives
+            read_uint8(tmp_path / bad)
+    with pytest.raises(TypeError, match="a PIL image, an image path or a uint8"):
+        BlipImageTrainProcessor()(torch.zeros(3, 8, 8))
+
+
+def test_normalize_uint8_is_to_tensor_then_normalize() -> None:
+    x = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    want = transforms.Normalize(BLIP_MEAN, BLIP_STD)(x.float() / 255)
+    strided = x.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    for img in (x, strided):
+        out = NormalizeUint8(BLIP_MEAN, BLIP_STD)(img)
+        assert out.dtype == torch.float32 and out.is_contiguous()
+        torch.testing.assert_close(out, want, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cls, kwargs, flip", [(BlipImageTrainProcessor, {"min_scale": 0.3}, True),
+                                               (ClipImageTrainProcessor, {}, False)])
+def test_train_pipeline_matches_the_pil_pipeline(tmp_path: Path, cls, kwargs, flip) -> None:
+    """The uint8 pipeline draws the same crops and flips from torch's RNG as torchvision's PIL
+    transforms (RandomResizedCrop bicubic, RandomHorizontalFlip, ToTensor, Normalize) and gives the
+    same pixels to within 2/255 (antialiased bicubic on uint8 against PIL's)."""
+    path = photo_jpeg(tmp_path / "img.jpg", size=(120, 80))
+    proc = cls(image_size=48, **kwargs)
+    crop = transforms.RandomResizedCrop(48, scale=(proc.transform.transforms[0].scale),
+                                        interpolation=InterpolationMode.BICUBIC)
+    ref = transforms.Compose([crop] + ([transforms.RandomHorizontalFlip()] if flip else [])
+                             + [transforms.ToTensor(), transforms.Normalize(BLIP_MEAN, BLIP_STD)])
+    std = torch.tensor(BLIP_STD).view(3, 1, 1)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ours = proc(path)
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        want = ref(Image.open(path).convert("RGB"))
+        assert torch.equal(after_ours, torch.get_rng_state())  # the same draws
+        levels = ((ours - want) * std * 255).abs()
+        assert levels.max() <= 2 + 1e-3 and levels.mean() < 0.1, seed

@@ -11,7 +11,9 @@ from lavis.common.errors import ConfigError
 from lavis.runners.data import (
     ResumableDistributedSampler,
     SeededDataset,
+    LoaderSettings,
     ShardedEvalSampler,
+    auto_workers,
     batch_size_of,
     collate_fn_for,
     concat_splits,
@@ -82,7 +84,7 @@ def test_loader_output_does_not_depend_on_num_workers():
     def batches(workers):
         sampler = ResumableDistributedSampler(len(data), 1, 0, shuffle=True, seed=5)
         sampler.set_epoch(3, start=4)
-        return list(make_loader(data, sampler, 8, workers, False, seed=0))
+        return list(make_loader(data, sampler, 8, LoaderSettings(workers), seed=0))
 
     b0, b2 = batches(0), batches(2)
     assert len(b0) == len(b2) == 5  # (37 - 4) items in batches of 8
@@ -90,9 +92,39 @@ def test_loader_output_does_not_depend_on_num_workers():
         assert torch.equal(x["x"], y["x"]) and x["instance_id"] == y["instance_id"]
 
 
+def test_loader_settings_of_a_run(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert LoaderSettings.for_run(None, 2, cpu) == LoaderSettings(0, False, 2)  # CPU: the step's threads use the cores
+    assert LoaderSettings.for_run(3, 4, cpu) == LoaderSettings(3, False, 4)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert LoaderSettings.for_run(None, 2, gpu) == LoaderSettings(3, True, 2)  # 16 CPUs / 4 ranks - 1, pinned
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert auto_workers(gpu) == 8  # at most 8
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
+    assert auto_workers(gpu) == 0 and auto_workers(cpu) == 0
+
+
+def test_the_runner_builds_its_loaders_with_its_settings(tmp_path):
+    from lavis.runners.runner_epoch import RunnerEpoch
+    from tests.toy.components import build_runner
+
+    runner, _ = build_runner(RunnerEpoch, output_dir=str(tmp_path), max_epoch=1, num_workers=1, prefetch_factor=3)
+    loaders = [runner.eval_loader("toy", "val")]
+    runner.train_sampler  # builds the training loader
+    loaders.append(runner._train_loader)
+    for loader in loaders:
+        assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor, loader.pin_memory) == (1, True, 3, False)
+    first = [b["instance_id"] for b in loaders[0]]
+    assert [b["instance_id"] for b in loaders[0]] == first  # the same worker serves the next pass
+    default, _ = build_runner(RunnerEpoch, output_dir=str(tmp_path / "d"), max_epoch=1)
+    loader = default.eval_loader("toy", "val")
+    assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor) == (0, False, None)  # on a CPU
+
+
 def test_loader_does_not_draw_from_the_global_generator():
     data = SeededDataset(ToyDataset(8, 4, 3, split_seed=0, noise=1.0), seed=5)
-    loader = make_loader(data, ResumableDistributedSampler(8), 4, 0, False, seed=0)
+    loader = make_loader(data, ResumableDistributedSampler(8), 4, LoaderSettings(), seed=0)
     torch.manual_seed(1)
     state = torch.get_rng_state()
     list(loader)

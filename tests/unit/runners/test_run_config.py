@@ -72,13 +72,13 @@ def test_runner_checks_fail_in_config_validation_before_anything_is_built(tmp_pa
     with pytest.raises(ConfigError) as e:
         train.main(["--cfg-path", str(DEMO), "--options", f"run.output_dir={out}", "run.runner=runner_iter",
                     "run.num_workers=-1", "run.max_grad_norm=0", "run.skip_nonfinite_steps=-2", "run.betas=[0.9]",
-                    "run.device=cpu", "run.amp=fp16"])
+                    "run.device=cpu", "run.amp=fp16", "run.prefetch_factor=0"])
     msg = str(e.value)
-    assert "6 problem(s)" in msg
+    assert "7 problem(s)" in msg
     for expected in ("run.max_iters: runner_iter needs the number of optimizer steps (>= 1), got None",
                      "run.num_workers: must be >= 0, got -1", "run.max_grad_norm: must be > 0",
                      "run.skip_nonfinite_steps: must be >= 0, got -2", "run.betas: expected two numbers, got [0.9]",
-                     "run.amp: fp16 needs a CUDA GPU"):
+                     "run.amp: fp16 needs a CUDA GPU", "run.prefetch_factor: must be >= 1, got 0"):
         assert expected in msg
     assert not out.exists()
 
