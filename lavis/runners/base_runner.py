@@ -35,18 +35,8 @@ from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io, fsdp
 from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step
 from lavis.runners.data import (
-    LoaderSettings,
-    ResumableDistributedSampler,
-    SeededDataset,
-    ShardedEvalSampler,
-    batch_size_of,
-    concat_splits,
-    dataset_len,
-    make_loader,
-    mix_seed,
-    move_to_device,
-    skipped_report,
-    split_problems,
+    LoaderSettings, ResumableDistributedSampler, SeededDataset, ShardedEvalSampler, batch_size_of, concat_splits,
+    dataset_len, make_loader, mix_seed, move_to_device, skipped_report, split_problems
 )
 from lavis.runners.precision import resolve_precision
 from lavis.runners.stepping import (
