@@ -10,8 +10,8 @@ import torch
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              reward_functions, reward_problems, sampled_rewards, unwrap,
-                                              weighted_rewards)
+                                              positive_problems, repeat_rows, reward_functions, reward_problems,
+                                              sampled_rewards, unwrap, weighted_rewards)
 
 
 @dataclass
@@ -24,6 +24,7 @@ class GrpoRunConfig:
     epsilon_high: Optional[float] = None  # clip range above 1 (default: epsilon)
     temperature: float = 1.0  # sampling temperature of the completions
     max_new_tokens: int = 8  # longest completion, in tokens (also in evaluation)
+    eval_samples: int = 1  # completions sampled per prompt in evaluation, whose mean reward is mean_reward
     rewards: List[str] = field(default_factory=lambda: ["answer_accuracy"])  # registered reward functions
     reward_weights: Optional[List[float]] = None  # one per reward (default: all 1)
     scale_rewards: bool = True  # divide advantages by the group's standard deviation
@@ -108,6 +109,7 @@ class GrpoTask(PostTrainingTask):
         problems += reward_problems(names, get("reward_weights", None))
         if isinstance(get("num_generations", 4), int) and get("num_generations", 4) < 2:
             problems.append(f"run.num_generations: must be at least 2 (a group), got {get('num_generations')}")
+        problems += positive_problems(run, "eval_samples")
         return problems
 
     def build_model(self, cfg: Any) -> Any:
@@ -126,7 +128,8 @@ class GrpoTask(PostTrainingTask):
         """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
         prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
         results = super().valid_step(model, samples)
-        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature))
+        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature),
+                               int(self.run_cfg.eval_samples))
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
         for key in ("prompt", "solution"):
@@ -137,7 +140,7 @@ class GrpoTask(PostTrainingTask):
         if self.reference is None and float(self.run_cfg.beta) != 0.0:
             self.reference = FrozenReference(seam)
         n = len(samples["prompt"])
-        rep = {k: [v[i] for i in range(n) for _ in range(g)] for k, v in samples.items() if isinstance(v, list)}
+        rep = repeat_rows(samples, g)
         prompt, completion, cmask = seam.generate_ids(
             {"conversations": rep["prompt"], "images": rep.get("images", [[] for _ in range(n * g)])},
             do_sample=True, temperature=float(self.run_cfg.temperature), max_new_tokens=int(self.run_cfg.max_new_tokens))

@@ -13,8 +13,8 @@ from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              reward_functions, reward_problems, sampled_rewards, unwrap,
-                                              weighted_rewards, with_reply)
+                                              positive_problems, reward_functions, reward_problems, sampled_rewards,
+                                              unwrap, weighted_rewards, with_reply)
 
 
 @dataclass
@@ -35,6 +35,7 @@ class PpoRunConfig:
     num_mini_batches: int = 1  # updates per pass, each on a random share of the rollout's prompts
     temperature: float = 1.0  # sampling temperature of the rollouts
     max_new_tokens: int = 8  # longest completion, in tokens (also in evaluation)
+    eval_samples: int = 1  # completions sampled per prompt in evaluation, whose mean reward is mean_reward
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -163,9 +164,7 @@ class PpoTask(PostTrainingTask):
         if rm is not None and not ({"arch", "model_type"} <= set(rm) and rm.get("value_head")):
             problems.append("run.reward_model: a model block with arch, model_type and value_head: true (and "
                             "finetuned: the reward_model run's checkpoint)")
-        for key in ("ppo_epochs", "num_mini_batches"):
-            if isinstance(get(key, 1), int) and get(key, 1) < 1:
-                problems.append(f"run.{key}: must be at least 1, got {get(key)}")
+        problems += positive_problems(run, "ppo_epochs", "num_mini_batches", "eval_samples")
         m, b = get("num_mini_batches", 1), get("batch_size_train", None)
         if isinstance(m, int) and isinstance(b, int) and m > b:
             problems.append(f"run.num_mini_batches: {m} mini-batches of a rollout of run.batch_size_train={b} prompts "
@@ -205,7 +204,8 @@ class PpoTask(PostTrainingTask):
     @torch.no_grad()
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
         results = super().valid_step(model, samples)
-        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature))
+        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature),
+                               int(self.run_cfg.eval_samples))
 
     def updates_per_batch(self) -> int:
         return int(self.run_cfg.ppo_epochs) * int(self.run_cfg.num_mini_batches)
