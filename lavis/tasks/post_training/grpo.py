@@ -28,7 +28,8 @@ class GrpoRunConfig:
     rewards: List[str] = field(default_factory=lambda: ["answer_accuracy"])  # registered reward functions
     reward_weights: Optional[List[float]] = None  # one per reward (default: all 1)
     scale_rewards: bool = True  # divide advantages by the group's standard deviation
-    num_iterations: int = 1  # optimizer updates on each batch of sampled completions
+    # optimizer updates on each batch of sampled completions (sets the LR schedule's length, like batch sizes)
+    num_iterations: int = field(default=1, metadata={"resume": "sensitive"})
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
