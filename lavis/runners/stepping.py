@@ -13,7 +13,8 @@ import torch
 from lavis.common.errors import LavisError, TrainingError
 from lavis.runners.data import batch_size_of, move_to_device
 
-__all__ = ["RUNNER_TRAIN_KEYS", "BatchUpdates", "ScalarExtras", "clip_and_step", "clip_with_norm", "common_run_problems", "loss_of", "total_norm"]
+__all__ = ["RUNNER_TRAIN_KEYS", "BatchUpdates", "ScalarExtras", "clip_and_step", "clip_with_norm", "common_run_problems",
+           "loss_of", "total_norm"]
 
 log = logging.getLogger("lavis.runners")
 
