@@ -43,3 +43,23 @@ def test_dpo_with_lora_under_ddp_matches_one_process(tmp_path):
     assert lora and any(a["model"][k].abs().sum() > 0 for k in lora)  # lora_B starts at zero: they trained
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def test_ppo_with_several_updates_per_rollout_keeps_the_ranks_in_step(tmp_path):
+    """Each rank samples its own rollouts; both take the same two-epoch, two-mini-batch updates on
+    them, with gradients averaged, so the replicas stay identical (checked after every step)."""
+    cfg = {"model": {"arch": "qwen2_vl", "model_type": "tiny", "value_head": True},
+           "datasets": {"shapes_vqa_grpo": {"build_info": {
+               "storage": str(tmp_path / "shapes"),
+               "generator": {"seed": 0, "image_size": 32, "num_train": 4, "num_val": 2, "num_test": 2}}}},
+           "run": {"task": "ppo", "rewards": ["answer_accuracy"], "ppo_epochs": 2, "num_mini_batches": 2,
+                   "max_new_tokens": 3, "device": "cpu", "amp": "none", "num_workers": 0, "max_epoch": 1,
+                   "init_lr": 1e-3, "warmup_steps": 0, "batch_size_train": 4, "valid_splits": [], "test_splits": [],
+                   "progress_bar": False, "tensorboard": False, "check_replicas_every": 1}}
+    path = tmp_path / "ppo.yaml"
+    path.write_text(json.dumps(cfg))
+    out = finish(start(path, [f"run.output_dir={tmp_path / 'ddp'}"], nproc=2, script=ROOT / "train.py"), timeout=400)
+    assert "2 rank(s)" in out
+    ckpt = safe_torch_load(tmp_path / "ddp" / "checkpoint_latest.pth")
+    # 16 prompts, 8 per rank in batches of 4: two batches, four steps on each
+    assert ckpt["state"]["global_step"] == 8 and ckpt["state"]["replica_checks"] == 8

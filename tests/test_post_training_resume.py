@@ -1,6 +1,7 @@
-"""Post-training runs resume exactly: SFT (all weights) and DPO with LoRA adapters (the reference
-is the same network with the adapters disabled) stopped after their first epoch and resumed from
-that checkpoint end with the weights of the uninterrupted run."""
+"""Post-training runs resume exactly: SFT (all weights), DPO with LoRA adapters (the reference
+is the same network with the adapters disabled) and PPO with several updates per rollout, stopped
+after their first epoch and resumed from that checkpoint, end with the weights of the
+uninterrupted run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ SETTINGS = {
     "sft": ("shapes_vqa_chat", {}, []),
     "dpo": ("shapes_vqa_preference", {"lora": {"r": 4, "alpha": 8, "target_modules": "auto"}},
             ["run.beta=0.1", "run.loss_type=sigmoid"]),
+    # two PPO epochs of two mini-batches over each rollout: four optimizer steps per batch
+    "ppo": ("shapes_vqa_grpo", {"value_head": True},
+            ["run.ppo_epochs=2", "run.num_mini_batches=2", "run.max_new_tokens=3", "run.rewards=[answer_accuracy]"]),
 }
 
 
@@ -45,6 +49,8 @@ def test_post_training_resumes_from_an_epoch_checkpoint_to_the_same_weights(task
     full = train(tmp_path / "full")
     per_epoch = safe_torch_load(tmp_path / "full" / "checkpoint_0.pth")["state"]["global_step"]
     assert per_epoch > 1 and full["train"]["global_step"] == 2 * per_epoch  # resumed mid-run, several steps left
+    if task == "ppo":
+        assert per_epoch == 4 * 4  # 16 prompts in batches of 4, four steps on each
     train(tmp_path / "resumed", f"run.resume_ckpt_path={tmp_path / 'full' / 'checkpoint_0.pth'}")
     a = safe_torch_load(tmp_path / "full" / "checkpoint_latest.pth")
     b = safe_torch_load(tmp_path / "resumed" / "checkpoint_latest.pth")

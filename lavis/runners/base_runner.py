@@ -6,7 +6,8 @@ evaluation, checkpoints and resume. A subclass decides only how steps are groupe
 epochs (:meth:`TrainRunnerBase.schedule_lengths` and :meth:`TrainRunnerBase.train_loop`).
 
 The runner talks to the task only through :class:`lavis.tasks.base_task.BaseTask`:
-``train_step(ddp_model, samples)`` (an output with ``.loss``, a dict with ``"loss"`` or a scalar),
+``train_updates(ddp_model, samples)`` (``updates_per_batch()`` outputs, one per optimizer step, each with
+a ``.loss``; by default one ``train_step``),
 ``evaluation(model, loader)`` and ``after_evaluation(results, split, epoch, dataset)`` (a dict with
 ``agg_metrics``, higher is better).
 """
@@ -35,12 +36,12 @@ from lavis.common.run_schema import RunConfig
 from lavis.runners import checkpointing as ckpt_io, fsdp
 from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step
 from lavis.runners.data import (
-    LoaderSettings, ResumableDistributedSampler, SeededDataset, ShardedEvalSampler, batch_size_of, concat_splits,
-    dataset_len, make_loader, mix_seed, move_to_device, skipped_report, split_problems
+    LoaderSettings, ResumableDistributedSampler, SeededDataset, ShardedEvalSampler, concat_splits,
+    dataset_len, make_loader, mix_seed, skipped_report, split_problems
 )
 from lavis.runners.precision import resolve_precision
 from lavis.runners.stepping import (
-    ScalarExtras, Throughput, clip_with_norm, common_run_problems, loss_of, total_norm, validation_score,
+    BatchUpdates, ScalarExtras, Throughput, clip_and_step, common_run_problems, loss_of, total_norm, validation_score,
 )
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class TrainRunnerBase(BaseRunner):
         raise NotImplementedError
 
     def train_loop(self) -> None:  # pragma: no cover - abstract
-        """Run training from ``self.state`` to the end, calling :meth:`optimizer_step`,
+        """Run training from ``self.state`` to the end, calling :meth:`train_group`,
         :meth:`maybe_save_periodic` and :meth:`end_epoch`."""
         raise NotImplementedError
 
@@ -313,8 +314,20 @@ class TrainRunnerBase(BaseRunner):
             disable=not (self.run_cfg.progress_bar and dist.is_main_process()),
         )
 
-    def optimizer_step(self, fetch: Callable[[], Any], group_size: int) -> float:
-        """One optimizer step over ``group_size`` micro-batches from ``fetch()``; returns the mean loss.
+    def train_group(self, fetch: Callable[[], Any], group_size: int, max_updates: int | None = None) -> int:
+        """The task's optimizer steps on the next ``group_size`` micro-batches from ``fetch()``:
+        ``task.updates_per_batch()`` of them (at most ``max_updates``), each averaging the
+        micro-batches' next outputs of ``task.train_updates``; returns the number of steps made."""
+        per_batch = int(self.task.updates_per_batch())
+        n = per_batch if max_updates is None else min(per_batch, max_updates)
+        updates = BatchUpdates(self.task, self.train_model, fetch, self.device, self._loading.pin_memory, per_batch)
+        for _ in range(n):
+            self.optimizer_step(updates, group_size)
+        updates.finish(n)
+        return n
+
+    def optimizer_step(self, updates: BatchUpdates, group_size: int) -> float:
+        """One optimizer step over the next outputs of ``group_size`` micro-batches; returns the mean loss.
 
         Gradients of the micro-batches are averaged (DDP synchronizes only on the last one). The
         loss and the scalar ``extras`` of the outputs are averaged over micro-batches and ranks.
@@ -325,24 +338,20 @@ class TrainRunnerBase(BaseRunner):
         counted.)
         """
         run, st = self.run_cfg, self.state
-        model = self.train_model
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
         extras_sum: dict[str, torch.Tensor] = {}
-        n_samples = 0
         for j in range(group_size):
-            samples = fetch()
-            n_samples += batch_size_of(samples)
-            samples = move_to_device(samples, self.device, non_blocking=self._loading.pin_memory)
             # DDP / FSDP synchronize the gradients on the last micro-batch only
             with fsdp.no_sync(self._ddp, self.model, last=j == group_size - 1):
                 with self.precision.autocast():
-                    out = self.task.train_step(model, samples)
+                    out = updates.output(j)
                     loss = loss_of(out)
                 scaled = loss.float() / group_size
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum += loss.detach().float()
             for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
                 extras_sum[name] = extras_sum.get(name, 0) + value
+        n_samples = updates.take_new_samples()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         gnorm: torch.Tensor | None = None
         bad_grad = torch.zeros((), device=self.device)
@@ -365,22 +374,8 @@ class TrainRunnerBase(BaseRunner):
                 self._skip_step(what, bad_value, step)
                 return mean_loss
             self._raise_nonfinite(what, bad_value, step)
-        grad_norm = None
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-            if run.max_grad_norm is not None:
-                params = [p for p in self.model.parameters() if p.grad is not None]
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm).item())
-        elif run.max_grad_norm is not None and gnorm is not None:
-            grad_norm = float(gnorm.item())
-            clip_with_norm(grads, run.max_grad_norm, gnorm)
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        grad_norm = clip_and_step(self.model, self.optimizer, self.scaler, run.max_grad_norm, gnorm)
         assert self.lr_scheduler is not None
         self.lr_scheduler.step()
         st.global_step = step
@@ -421,7 +416,8 @@ class TrainRunnerBase(BaseRunner):
     def maybe_save_periodic(self) -> None:
         """Write ``checkpoint_latest.pth`` when ``run.save_every_iters`` says so (collective)."""
         every, step = self.run_cfg.save_every_iters, self.state.global_step
-        if every and step % every == 0 and step != self._last_saved_step:  # a skipped step leaves the step as it was
+        # a multiple of `every` reached since the last save (a task may make several steps per batch)
+        if every and step // every > (self._last_saved_step or 0) // every:
             self._save(epoch_end=False, improved=False)
 
     def end_epoch(self) -> None:

@@ -19,14 +19,16 @@ class RunnerEpoch(TrainRunnerBase):
 
     An epoch is one pass of this rank's share of the training data in micro-batches of
     ``run.batch_size_train``; every ``run.accum_grad_iters`` micro-batches make one optimizer step
-    (the last step of an epoch may average fewer).
+    (the last step of an epoch may average fewer), or ``task.updates_per_batch()`` steps for a task
+    that makes several on each batch (PPO epochs).
     """
 
     name = "runner_epoch"
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.batches_per_epoch / self.run_cfg.accum_grad_iters)
+        groups = math.ceil(self.batches_per_epoch / self.run_cfg.accum_grad_iters)
+        return groups * int(self.task.updates_per_batch())
 
     def schedule_lengths(self) -> tuple[int, int]:
         return self.run_cfg.max_epoch * self.steps_per_epoch, self.steps_per_epoch
@@ -68,11 +70,11 @@ class RunnerEpoch(TrainRunnerBase):
             st.data_batches += 1
             return samples
 
-        bar = self.progress(self.steps_per_epoch, math.ceil(st.data_batches / accum), f"epoch {st.epoch}")
+        done = math.ceil(st.data_batches / accum) * int(self.task.updates_per_batch())
+        bar = self.progress(self.steps_per_epoch, done, f"epoch {st.epoch}")
         try:
             while st.data_batches < n_batches:
-                self.optimizer_step(fetch, min(accum, n_batches - st.data_batches))
-                bar.update(1)
+                bar.update(self.train_group(fetch, min(accum, n_batches - st.data_batches)))
                 bar.set_postfix(loss=f"{self.loss_meter.avg:.4f}", refresh=False)
                 if st.data_batches < n_batches:
                     self.maybe_save_periodic()

@@ -104,8 +104,8 @@ class RunnerIter(TrainRunnerBase):
         bar = self.progress(target - start, max(0, st.global_step - start), f"inner epoch {st.epoch}")
         try:
             while st.global_step < target:
-                self.optimizer_step(self._fetch, self.run_cfg.accum_grad_iters)
-                bar.update(1)
+                # a task's several steps per batch stop at the target (the rest of that batch's are dropped)
+                bar.update(self.train_group(self._fetch, self.run_cfg.accum_grad_iters, target - st.global_step))
                 bar.set_postfix(loss=f"{self.loss_meter.avg:.4f}", refresh=False)
                 if st.global_step < target:
                     self.maybe_save_periodic()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import time
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
 from lavis.common.errors import LavisError, TrainingError
+from lavis.runners.data import batch_size_of, move_to_device
 
-__all__ = ["RUNNER_TRAIN_KEYS", "ScalarExtras", "clip_with_norm", "common_run_problems", "loss_of", "total_norm"]
+__all__ = ["RUNNER_TRAIN_KEYS", "BatchUpdates", "ScalarExtras", "clip_and_step", "clip_with_norm", "common_run_problems",
+           "loss_of", "total_norm"]
 
 log = logging.getLogger("lavis.runners")
 
@@ -85,6 +87,52 @@ class ScalarExtras:
         return got
 
 
+class BatchUpdates:
+    """The task's outputs for the optimizer updates on one group of micro-batches.
+
+    Micro-batch ``j`` is fetched (``fetch()``, moved to ``device``) when its first output is asked
+    for, and its outputs come from ``task.train_updates(model, samples)``, one per update, which
+    must yield exactly ``updates`` of them (:meth:`finish` checks that none is left).
+    """
+
+    def __init__(self, task: Any, model: torch.nn.Module, fetch: Callable[[], Any], device: torch.device,
+                 pin: bool, updates: int) -> None:
+        self.task, self.model, self.fetch, self.updates = task, model, fetch, updates
+        self.device, self.pin = device, pin
+        self.streams: list[Iterator[Any]] = []
+        self.new_samples = 0  # samples fetched since the last take_new_samples()
+
+    def output(self, j: int) -> Any:
+        """The next output of micro-batch ``j`` (fetching it at the first update)."""
+        if j == len(self.streams):
+            samples = self.fetch()
+            self.new_samples += batch_size_of(samples)
+            samples = move_to_device(samples, self.device, non_blocking=self.pin)
+            self.streams.append(iter(self.task.train_updates(self.model, samples)))
+        try:
+            return next(self.streams[j])
+        except StopIteration:
+            raise TrainingError(self._count_error("fewer")) from None
+
+    def take_new_samples(self) -> int:
+        n, self.new_samples = self.new_samples, 0
+        return n
+
+    def finish(self, made: int) -> None:
+        """Close the streams after ``made`` updates; an error if a full group's streams are not exhausted."""
+        for stream in self.streams:
+            if made == self.updates and next(stream, None) is not None:
+                raise TrainingError(self._count_error("more"))
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _count_error(self, which: str) -> str:
+        name = type(self.task).__name__
+        return (f"{name}.train_updates yielded {which} outputs than {name}.updates_per_batch() = {self.updates}; "
+                "they must agree (the runner plans the LR schedule and the steps of every rank on that number)")
+
+
 class Throughput:
     """Samples trained since the last log line, and the time they took (``restart`` after anything
     that is not training, such as validation, so it counts training time only)."""
@@ -130,6 +178,29 @@ def clip_with_norm(grads: list[torch.Tensor], max_norm: float, norm: torch.Tenso
     if _sharded(grads):  # scale each rank's shards
         grads = [g.to_local() for g in grads]  # type: ignore[attr-defined]
     torch._foreach_mul_(grads, coef.to(grads[0].device))
+
+
+def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any,
+                  max_grad_norm: float | None, norm: torch.Tensor | None) -> float | None:
+    """Clip the gradients to ``max_grad_norm`` (``norm``: their total norm, computed when there is
+    no gradient scaler), take the optimizer step (through ``scaler`` under fp16) and zero the
+    gradients. Returns the norm before clipping, or ``None`` without clipping."""
+    grad_norm = None
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+        if max_grad_norm is not None:
+            params = [p for p in model.parameters() if p.grad is not None]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item())
+    elif max_grad_norm is not None and norm is not None:
+        grad_norm = float(norm.item())
+        clip_with_norm([p.grad for p in model.parameters() if p.grad is not None], max_grad_norm, norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 def common_run_problems(run: Mapping[str, Any]) -> list[str]:

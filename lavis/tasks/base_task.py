@@ -3,7 +3,7 @@ validation step and the metrics. The runner knows nothing of captioning or VQA."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -69,6 +69,20 @@ class BaseTask:
     def train_step(self, model: torch.nn.Module, samples: dict[str, Any]) -> "ModelOutput":
         """One forward pass; the runner does backward, accumulation and the optimizer step."""
         return model(samples)
+
+    def updates_per_batch(self) -> int:
+        """How many optimizer updates the task makes on each training batch (what
+        :meth:`train_updates` yields); 1 unless the task reuses a batch (PPO epochs over a rollout)."""
+        return 1
+
+    def train_updates(self, model: torch.nn.Module, samples: dict[str, Any]) -> Iterator["ModelOutput"]:
+        """The outputs of the optimizer updates made on one batch, exactly :meth:`updates_per_batch`
+        of them. The runner does backward and, once every micro-batch of the step has given its
+        output, the optimizer step, before it asks for the next one: so the next output is computed
+        with the updated weights. The runner owns the optimizer, the LR schedule, precision,
+        clipping, logging and checkpoints (written only between batches). Default: one
+        :meth:`train_step`."""
+        yield self.train_step(model, samples)
 
     def valid_step(self, model: "BaseModel", samples: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-sample results of one batch, each carrying ``result_id_key``."""

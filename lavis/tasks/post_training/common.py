@@ -94,6 +94,12 @@ def reward_problems(names: Sequence[str], weights: Sequence[float] | None) -> li
     return problems
 
 
+def positive_problems(run: Mapping[str, Any], *keys: str) -> list[str]:
+    """``run.<key>: must be at least 1`` for each integer run key of ``keys`` below 1."""
+    return [f"run.{key}: must be at least 1, got {run[key]}" for key in keys
+            if isinstance(run.get(key), int) and run[key] < 1]
+
+
 def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: list[str],
                      samples: Mapping[str, Any]) -> list[float]:
     """The weighted sum of registered reward functions of each completion (sample columns are
@@ -108,18 +114,27 @@ def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: 
     return total
 
 
+def repeat_rows(samples: Mapping[str, Any], times: int) -> dict[str, list]:
+    """The list columns of ``samples`` with each row repeated ``times`` times in a row."""
+    n = len(samples["prompt"])
+    return {k: [v[i] for i in range(n) for _ in range(times)] for k, v in samples.items() if isinstance(v, list)}
+
+
 def sampled_rewards(task: "PostTrainingTask", model: torch.nn.Module, samples: Mapping[str, Any],
-                    results: list[dict[str, Any]], temperature: float) -> list[dict[str, Any]]:
-    """``results`` with the reward (``task.rewards_of``) of one completion sampled per prompt at
-    ``temperature``: the expected reward that GRPO and PPO raise."""
+                    results: list[dict[str, Any]], temperature: float, num_samples: int = 1) -> list[dict[str, Any]]:
+    """``results`` with the mean reward (``task.rewards_of``) of ``num_samples`` completions sampled
+    per prompt at ``temperature`` (``reward``; the completions in ``sampled``): the expected reward
+    that GRPO and PPO raise, estimated with less noise the more samples."""
     seam = unwrap(model)
-    images = samples.get("images") or [[] for _ in samples["prompt"]]
-    _, ids, _ = seam.generate_ids({"conversations": samples["prompt"], "images": images}, do_sample=True,
+    rep = repeat_rows({**samples, "images": samples.get("images") or [[] for _ in samples["prompt"]]}, num_samples)
+    _, ids, _ = seam.generate_ids({"conversations": rep["prompt"], "images": rep["images"]}, do_sample=True,
                                   temperature=temperature, max_new_tokens=int(task.run_cfg.max_new_tokens))
     sampled = [t.strip() for t in seam.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-    rewards = task.rewards_of(sampled, samples) or []
-    for r, text, value in zip(results, sampled, rewards):
-        r["sampled"], r["reward"] = text, float(value)
+    rewards = task.rewards_of(sampled, rep) or []
+    for i, r in enumerate(results):
+        texts, values = sampled[i * num_samples:(i + 1) * num_samples], rewards[i * num_samples:(i + 1) * num_samples]
+        r["sampled"] = texts[0] if num_samples == 1 else texts
+        r["reward"] = sum(float(v) for v in values) / len(values)
     return results
 
 

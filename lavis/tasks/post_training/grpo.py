@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Iterator, List, Mapping, Optional
 
 import torch
 
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              reward_functions, reward_problems, sampled_rewards, unwrap,
-                                              weighted_rewards)
+                                              positive_problems, repeat_rows, reward_functions, reward_problems,
+                                              sampled_rewards, unwrap, weighted_rewards)
 
 
 @dataclass
@@ -24,9 +24,12 @@ class GrpoRunConfig:
     epsilon_high: Optional[float] = None  # clip range above 1 (default: epsilon)
     temperature: float = 1.0  # sampling temperature of the completions
     max_new_tokens: int = 8  # longest completion, in tokens (also in evaluation)
+    eval_samples: int = 1  # completions sampled per prompt in evaluation, whose mean reward is mean_reward
     rewards: List[str] = field(default_factory=lambda: ["answer_accuracy"])  # registered reward functions
     reward_weights: Optional[List[float]] = None  # one per reward (default: all 1)
     scale_rewards: bool = True  # divide advantages by the group's standard deviation
+    # optimizer updates on each batch of sampled completions (sets the LR schedule's length, like batch sizes)
+    num_iterations: int = field(default=1, metadata={"resume": "sensitive"})
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True) -> torch.Tensor:
@@ -75,6 +78,18 @@ def grpo_objective(
 
 
 @dataclass
+class GroupRollout:
+    """One batch's groups of sampled completions and what the updates on them need."""
+
+    batch: dict[str, Any]  # prompts + completions, as the model scores them (completion_batch)
+    mask: torch.Tensor  # True on completion tokens, [B * G, T]
+    advantages: torch.Tensor  # one per completion, [B * G]
+    ref_logps: torch.Tensor | None  # the reference's per-token log-probabilities (None when beta is 0)
+    old_logps: torch.Tensor | None  # the sampling policy's (None: one update, at ratio 1)
+    extras: dict[str, float]  # reward, reward_std, completion_length
+
+
+@dataclass
 class GrpoRun(GrpoRunConfig, PostTrainingRun):
     """The whole run section of a ``grpo`` config, for type annotations."""
 
@@ -84,8 +99,9 @@ class GrpoTask(PostTrainingTask):
     """GRPO on prompts with reference solutions: sample ``run.num_generations`` completions per
     prompt, score them with the registered rewards of ``run.rewards`` (weighted sum), normalise
     the rewards within each group into advantages and minimise :func:`grpo_objective` with a KL
-    penalty to the reference (frozen copy, or LoRA disabled). One policy update per sampled batch,
-    so the ratio is 1 in value and the clipping matters only for its gradient. Evaluation:
+    penalty to the reference (frozen copy, or LoRA disabled). ``num_iterations`` policy updates
+    per sampled batch: at the first the ratio is 1 in value and the clipping matters only for its
+    gradient; from the second on the ratio to the sampling policy moves. Evaluation:
     ``mean_reward`` (``agg_metrics``) of one sampled completion per prompt, and
     ``answer_accuracy`` of greedy answers."""
 
@@ -108,6 +124,7 @@ class GrpoTask(PostTrainingTask):
         problems += reward_problems(names, get("reward_weights", None))
         if isinstance(get("num_generations", 4), int) and get("num_generations", 4) < 2:
             problems.append(f"run.num_generations: must be at least 2 (a group), got {get('num_generations')}")
+        problems += positive_problems(run, "eval_samples", "num_iterations")
         return problems
 
     def build_model(self, cfg: Any) -> Any:
@@ -126,9 +143,27 @@ class GrpoTask(PostTrainingTask):
         """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
         prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
         results = super().valid_step(model, samples)
-        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature))
+        return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature),
+                               int(self.run_cfg.eval_samples))
+
+    def updates_per_batch(self) -> int:
+        return int(self.run_cfg.num_iterations)
+
+    def train_updates(self, model: Any, samples: dict[str, Any]) -> Iterator[ModelOutput]:
+        """``num_iterations`` updates on one rollout of ``samples``, with ratios against the
+        policy that sampled it."""
+        rollout = self.rollout(model, samples, with_old_logps=int(self.run_cfg.num_iterations) > 1)
+        for _ in range(int(self.run_cfg.num_iterations)):
+            yield self.update(model, rollout)
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
+        """One rollout of ``samples`` and one update on it (the ratio is 1 in value there)."""
+        return self.update(model, self.rollout(model, samples))
+
+    @torch.no_grad()
+    def rollout(self, model: Any, samples: dict[str, Any], with_old_logps: bool = False) -> GroupRollout:
+        """``num_generations`` completions per prompt, their rewards and group advantages, the
+        reference's log-probabilities and, ``with_old_logps``, the sampling policy's."""
         for key in ("prompt", "solution"):
             if key not in samples:
                 raise KeyError(f"grpo needs prompts with solutions ('prompt', 'solution'); the batch has {sorted(samples)}. "
@@ -137,26 +172,29 @@ class GrpoTask(PostTrainingTask):
         if self.reference is None and float(self.run_cfg.beta) != 0.0:
             self.reference = FrozenReference(seam)
         n = len(samples["prompt"])
-        rep = {k: [v[i] for i in range(n) for _ in range(g)] for k, v in samples.items() if isinstance(v, list)}
+        rep = repeat_rows(samples, g)
         prompt, completion, cmask = seam.generate_ids(
             {"conversations": rep["prompt"], "images": rep.get("images", [[] for _ in range(n * g)])},
             do_sample=True, temperature=float(self.run_cfg.temperature), max_new_tokens=int(self.run_cfg.max_new_tokens))
         texts = [t.strip() for t in seam.tokenizer.batch_decode(completion, skip_special_tokens=True)]
         rewards = torch.tensor(self.rewards_of(texts, rep), dtype=torch.float32)
         advantages = group_advantages(rewards, g, bool(self.run_cfg.scale_rewards)).to(seam.device)
-        batch = completion_batch(prompt, completion, cmask)
+        batch = {**completion_batch(prompt, completion, cmask), "output_token_logps": True}
         t = completion.shape[1]
-        batch["output_token_logps"] = True
-        out = model(batch)
-        logps = out.extras["token_logps"][:, -t:]
-        ref_logps = None
-        if self.reference is not None:
-            ref_logps = self.reference(model, batch).extras["token_logps"][:, -t:]
+        ref_logps = self.reference(model, batch).extras["token_logps"][:, -t:] if self.reference is not None else None
+        old_logps = seam(batch).extras["token_logps"][:, -t:] if with_old_logps else None
+        extras = {"reward": rewards.mean().item(), "reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
+                  "completion_length": cmask.sum(1).float().mean().item()}
+        return GroupRollout(batch, cmask, advantages, ref_logps, old_logps, extras)
+
+    def update(self, model: Any, r: GroupRollout) -> ModelOutput:
+        """:func:`grpo_objective` of the policy on the rollout (against its own detached
+        log-probabilities when the rollout has none of the sampling policy)."""
+        t = r.mask.shape[1]
+        logps = model(r.batch).extras["token_logps"][:, -t:]
+        old_logps = r.old_logps if r.old_logps is not None else logps.detach()
         eps = float(self.run_cfg.epsilon)
         eps_high = float(self.run_cfg.epsilon_high) if self.run_cfg.epsilon_high is not None else eps
-        loss, logs = grpo_objective(logps, logps.detach(), ref_logps, advantages, cmask, eps, eps_high,
+        loss, logs = grpo_objective(logps, old_logps, r.ref_logps, r.advantages, r.mask, eps, eps_high,
                                     float(self.run_cfg.beta))
-        extras = {k: v.item() for k, v in logs.items()}
-        extras.update(reward=rewards.mean().item(), reward_std=rewards.std().item() if rewards.numel() > 1 else 0.0,
-                      completion_length=cmask.sum(1).float().mean().item())
-        return ModelOutput(loss=loss, extras=extras)
+        return ModelOutput(loss=loss, extras={**{k: v.item() for k, v in logs.items()}, **r.extras})

@@ -108,3 +108,21 @@ def test_run_checks():
     assert GrpoTask.validate_run({"num_generations": 1, "rewards": ["answer_accuracy"], "reward_weights": [1, 2]}) == [
         "run.reward_weights: 2 weights for 1 rewards", "run.num_generations: must be at least 2 (a group), got 1"]
     assert SftTask.validate_run({"max_new_tokens": 0}) == ["run.max_new_tokens: must be at least 1, got 0"]
+
+
+def test_mean_reward_averages_eval_samples_completions_per_prompt(tmp_path):
+    class Sampler(StubVLM):
+        def generate_ids(self, samples, **kw):
+            self.seen.append([turns[0]["value"] for turns in samples["conversations"]])
+            return {}, ["red", "green", "no", "blue"], None
+
+    task = GrpoTask(GrpoRunConfig(eval_samples=2))
+    batch = {"id": [1, 2], "prompt": [[{"from": "human", "value": "q1?"}], [{"from": "human", "value": "q2?"}]],
+             "images": [[], []], "solution": ["red", "blue"]}
+    model = Sampler(["red", "blue"])
+    results = task.valid_step(model, batch)
+    assert model.seen[-1] == ["q1?", "q1?", "q2?", "q2?"]  # two samples of each prompt
+    assert [r["sampled"] for r in results] == [["red", "green"], ["no", "blue"]]
+    assert [r["reward"] for r in results] == [0.5, 0.5]
+    assert GrpoTask.validate_run({"eval_samples": 0, "rewards": ["answer_accuracy"]}) == [
+        "run.eval_samples: must be at least 1, got 0"]

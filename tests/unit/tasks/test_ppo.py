@@ -97,3 +97,50 @@ def test_ppo_needs_a_value_head_and_some_reward():
     cfg = Config.from_dict({"model": {"arch": "qwen2_vl", "model_type": "tiny"}, "datasets": {}, "run": {"task": "ppo"}})
     with pytest.raises(ConfigError, match="set model.value_head: true"):
         PpoTask(PpoRunConfig()).build_model(cfg)
+
+
+def test_ppo_epochs_move_the_ratio_against_the_rollout_and_the_clips_bind(monkeypatch):
+    import lavis.tasks.post_training.ppo as ppo
+
+    torch.manual_seed(0)
+    policy = registry.get_model_class("qwen2_vl").from_pretrained("tiny", value_head=True)
+    task = PpoTask(PpoRunConfig(rewards=["answer_accuracy"], max_new_tokens=3, ppo_epochs=2, num_mini_batches=2,
+                                cliprange=0.05))
+    assert task.updates_per_batch() == 4
+    seen = []  # (rows, old log-probs given to the objective, the policy's log-probs)
+    objective = ppo.ppo_objective
+    monkeypatch.setattr(ppo, "ppo_objective", lambda logps, old, *a, **k: (
+        seen.append((old.clone(), logps.detach().clone())) or objective(logps, old, *a, **k)))
+    rollouts, update = [], PpoTask.update
+    monkeypatch.setattr(PpoTask, "update", lambda self, m, r, rows=None: (
+        rollouts.append((r, rows)) or update(self, m, r, rows)))
+    colors = [(200, 30, 30), (30, 30, 200), (30, 200, 30), (200, 200, 30)]
+    samples = {"prompt": [[{"role": "user", "content": "<image>\nwhat color is the circle?"}]] * 4,
+               "images": [[Image.new("RGB", (64, 64), c)] for c in colors],
+               "solution": ["red", "blue", "green", "yellow"]}
+    opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.5)
+    outs = []
+    for out in task.train_updates(policy, samples):
+        outs.append(out.extras)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert len(outs) == 4
+    rollout = rollouts[0][0]
+    assert all(r is rollout for r, _ in rollouts)  # one rollout for the four updates
+    rows = [sorted(r.tolist()) for _, r in rollouts]
+    assert sorted(rows[0] + rows[1]) == sorted(rows[2] + rows[3]) == [0, 1, 2, 3]  # each pass covers the rollout
+    for (old, _), (_, r) in zip(seen, rollouts):  # ratios against the sampling policy's log-probs
+        assert torch.equal(old, rollout.logps[r])
+    # the first update is at the sampling policy (its prompts tokenised again): ratio 1, no clipping
+    assert outs[0]["approx_kl"] < 1e-8 and outs[0]["clipfrac"] == 0.0
+    # after steps the ratio moves, and with cliprange 0.05 the clip binds
+    assert all(o["approx_kl"] > 1e-4 for o in outs[2:]) and max(o["clipfrac"] for o in outs[1:]) > 0
+    assert all(o["reward"] == outs[0]["reward"] for o in outs)  # the rollout's reward, logged with each update
+
+
+def test_ppo_epoch_and_mini_batch_counts_are_checked():
+    assert PpoTask.validate_run({"ppo_epochs": 0, "num_mini_batches": 1}) == ["run.ppo_epochs: must be at least 1, got 0"]
+    assert PpoTask.validate_run({"num_mini_batches": 8, "batch_size_train": 4}) == [
+        "run.num_mini_batches: 8 mini-batches of a rollout of run.batch_size_train=4 prompts leave some empty; make it "
+        "at most the batch size"]
