@@ -25,7 +25,13 @@ from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.models.blip.modeling_blip import BlipAttention
 from transformers.models.blip.modeling_blip_text import BlipTextSelfAttention
 
-__all__ = ["ImageKeysCache", "SdpaBlipAttention", "SdpaBlipTextSelfAttention", "attend", "image_keys_cache"]
+__all__ = [
+    "SdpaBlipAttention",
+    "SdpaBlipTextSelfAttention",
+    "SharedCrossAttentionCache",
+    "attend",
+    "shared_cross_attention_cache",
+]
 
 
 def _matmul_attention(
@@ -51,7 +57,8 @@ def attend(
     """
     mask = _mask_for(query.dtype, mask)
     if query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16):
-        return _matmul_attention(query, key, value, mask, dropout_p, query.shape[-1] ** -0.5 if scale is None else scale)
+        scale = query.shape[-1] ** -0.5 if scale is None else scale
+        return _matmul_attention(query, key, value, mask, dropout_p, scale)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
 
@@ -121,52 +128,57 @@ class SdpaBlipTextSelfAttention(BlipTextSelfAttention):
                     cache.is_updated[self.layer_idx] = True
 
         dropout_p = self.dropout.p if self.training else 0.0
-        images = key.shape[0]
-        if images == bsz:
+        inputs = key.shape[0]
+        if inputs == bsz:
             context = attend(query, key, value, mask, dropout_p=dropout_p)
-        else:  # per-image keys (ImageKeysCache): each image's rows (beams) attend as one longer query
-            group = bsz // images
-            query = query.reshape(images, group, heads, length, head_dim).transpose(1, 2)
+        else:  # keys per input (SharedCrossAttentionCache): the rows (beams) of an input attend as one query
+            group = bsz // inputs
+            query = query.reshape(inputs, group, heads, length, head_dim).transpose(1, 2)
             if mask is not None:
-                mask = mask[::group]  # [B * group, 1, 1, S] -> [B, 1, 1, S]: the rows of an image share it
-            context = attend(query.reshape(images, heads, group * length, head_dim), key, value, mask,
+                mask = mask[::group]  # [B * group, 1, 1, S] -> [B, 1, 1, S]: the rows of an input share it
+            context = attend(query.reshape(inputs, heads, group * length, head_dim), key, value, mask,
                              dropout_p=dropout_p)
-            context = context.view(images, heads, group, length, head_dim).transpose(1, 2)
-        return context.reshape(bsz, heads, length, head_dim).transpose(1, 2).reshape(bsz, length, self.all_head_size), None
+            context = context.view(inputs, heads, group, length, head_dim).transpose(1, 2)
+            context = context.reshape(bsz, heads, length, head_dim)
+        return context.transpose(1, 2).reshape(bsz, length, self.all_head_size), None
 
 
-class ImageKeysCache(EncoderDecoderCache):
-    """A decoder cache whose cross-attention keys and values are held once per image.
+class SharedCrossAttentionCache(EncoderDecoderCache):
+    """A decoder cache whose cross-attention keys and values are held once per input (image, or
+    question for VQA), not once per decoder row.
 
-    Beam search and sampling run ``n`` consecutive decoder rows per image (the layout of
-    ``generate``'s ``repeat_interleave``); their cross-attention keys and values are the image's,
-    the same for all ``n``. Held once, they are projected once per image, not per row, and never
-    copied when beam search reorders its rows, which only permutes rows within an image. Made by
-    :func:`image_keys_cache`; read by :class:`SdpaBlipTextSelfAttention`, which attends the ``n``
-    rows of an image together.
+    Beam search and sampling run ``n`` consecutive decoder rows per input (the layout of
+    ``generate``'s ``repeat_interleave``), whose cross-attention keys and values are the same. Held
+    once, they are projected once per input, not per row, and never copied when beam search
+    reorders its rows (it only permutes the rows of one input). Made by
+    :func:`shared_cross_attention_cache`; read by :class:`SdpaBlipTextSelfAttention`, which attends
+    the ``n`` rows of an input together.
     """
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
-def image_keys_cache(decoder: torch.nn.Module, image_states: torch.Tensor) -> ImageKeysCache | None:
-    """An :class:`ImageKeysCache` for ``decoder.generate`` (a transformers BLIP text decoder),
-    filled with every layer's cross-attention keys and values of ``image_states`` [B, S, D] (one
-    row per image, before any expansion to beams); ``None`` when a cross-attention module of
-    ``decoder`` is not :class:`SdpaBlipTextSelfAttention` (eager attention needs the usual cache)."""
+def shared_cross_attention_cache(
+    decoder: torch.nn.Module, encoder_states: torch.Tensor
+) -> SharedCrossAttentionCache | None:
+    """A :class:`SharedCrossAttentionCache` for ``decoder.generate`` (a transformers BLIP text
+    decoder), filled with every layer's cross-attention keys and values of ``encoder_states``
+    [B, S, D] (one row per input, before ``generate`` expands them to beams); ``None`` when a
+    cross-attention module of ``decoder`` is not :class:`SdpaBlipTextSelfAttention` (eager
+    attention needs the usual cache)."""
     from transformers.cache_utils import DynamicCache
 
     cross = [m for name, m in decoder.named_modules() if ".crossattention." in f".{name}." and
              isinstance(m, BlipTextSelfAttention)]
     if not cross or not all(isinstance(m, SdpaBlipTextSelfAttention) for m in cross):
         return None
-    cache = ImageKeysCache(DynamicCache(), DynamicCache())
-    images = image_states.shape[0]
+    cache = SharedCrossAttentionCache(DynamicCache(), DynamicCache())
+    rows = encoder_states.shape[0]
     for module in cross:
         heads, head_dim = module.num_attention_heads, module.attention_head_size
-        key = module.key(image_states).view(images, -1, heads, head_dim).transpose(1, 2)
-        value = module.value(image_states).view(images, -1, heads, head_dim).transpose(1, 2)
+        key = module.key(encoder_states).view(rows, -1, heads, head_dim).transpose(1, 2)
+        value = module.value(encoder_states).view(rows, -1, heads, head_dim).transpose(1, 2)
         cache.cross_attention_cache.update(key, value, module.layer_idx)
         cache.is_updated[module.layer_idx] = True
     return cache
