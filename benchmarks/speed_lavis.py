@@ -119,7 +119,7 @@ def main() -> None:
                 proc(Image.open(p).convert("RGB"))
     else:
         sys.exit(f"{args.bench}: not a LAVIS benchmark")
-    H.emit(H.time_repeats(fn, args.repeats), **extra)
+    H.emit(**H.timings(fn, args.repeats), **extra)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def main() -> None:
         def fn() -> Any:
             for p in paths:
                 proc(p)
-    H.emit(H.time_repeats(fn, args.repeats), **extra)
+    H.emit(**H.timings(fn, args.repeats), **extra)
 
 
 if __name__ == "__main__":
