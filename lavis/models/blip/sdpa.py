@@ -89,6 +89,12 @@ class SdpaBlipTextSelfAttention(BlipTextSelfAttention):
     them back from the cache after that.
     """
 
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, heads, S, head_dim] of ``source`` [B, S, D]."""
+        rows, heads, head_dim = source.shape[0], self.num_attention_heads, self.attention_head_size
+        key = self.key(source).view(rows, -1, heads, head_dim).transpose(1, 2)
+        return key, self.value(source).view(rows, -1, heads, head_dim).transpose(1, 2)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -120,8 +126,7 @@ class SdpaBlipTextSelfAttention(BlipTextSelfAttention):
         else:
             source = encoder_hidden_states if cross else hidden_states
             assert source is not None
-            key = self.key(source).view(bsz, -1, heads, head_dim).transpose(1, 2)
-            value = self.value(source).view(bsz, -1, heads, head_dim).transpose(1, 2)
+            key, value = self.keys_values(source)
             if cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx, kwargs=kwargs)
                 if cross and isinstance(cache, EncoderDecoderCache):
@@ -174,11 +179,8 @@ def shared_cross_attention_cache(
     if not cross or not all(isinstance(m, SdpaBlipTextSelfAttention) for m in cross):
         return None
     cache = SharedCrossAttentionCache(DynamicCache(), DynamicCache())
-    rows = encoder_states.shape[0]
     for module in cross:
-        heads, head_dim = module.num_attention_heads, module.attention_head_size
-        key = module.key(encoder_states).view(rows, -1, heads, head_dim).transpose(1, 2)
-        value = module.value(encoder_states).view(rows, -1, heads, head_dim).transpose(1, 2)
-        cache.cross_attention_cache.update(key, value, module.layer_idx)
+        assert isinstance(module, SdpaBlipTextSelfAttention)
+        cache.cross_attention_cache.update(*module.keys_values(encoder_states), module.layer_idx)
         cache.is_updated[module.layer_idx] = True
     return cache
