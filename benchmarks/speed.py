@@ -7,8 +7,9 @@ Every benchmark runs in its own process: ``speed_ours.py`` with this checkout on
 ``speed_lavis.py`` with the reference environment's python (``--lavis-python``, ``$LAVIS_PYTHON``
 or ``.venv-lavis/bin/python``; see benchmarks/README.md). The two libraries' processes alternate,
 ``--rounds`` times, and each figure is the minimum over all timed repeats, so that load from other
-jobs on a shared machine inflates both sides alike and is mostly filtered out. The data benchmark
-counts CPU seconds instead, item by item (``speed_harness.time_items``). The machine's
+jobs on a shared machine inflates both sides alike and is mostly filtered out. Each figure is
+printed by two clocks, wall-clock and the process's CPU time; the data benchmark takes each
+item's best pass (``speed_harness.time_items``). The machine's
 matrix-product throughput (2048^2 fp32 and bf16) is measured in the same run, before and after.
 """
 
@@ -74,16 +75,62 @@ def run_worker(python: str, script: str, args: list[str], ours: bool) -> dict[st
     raise RuntimeError(f"{' '.join(cmd)} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
 
 
-def roofline(threads: int) -> dict[str, float]:
+CLOCKS = {"times": "wall-clock", "cpu_times": "CPU time"}
+
+
+def roofline(threads: int) -> dict[str, dict[str, float]]:
+    """{clock: {"fp32": GFLOP/s, "bf16": GFLOP/s}} of 2048^2 matrix products, by both clocks."""
     code = ("import sys, torch; sys.path.insert(0, %r); import speed_harness as H; torch.set_num_threads(%d); "
-            "print(H.matmul_gflops(torch.float32), H.matmul_gflops(torch.bfloat16))" % (str(HERE), threads))
+            "print(*[H.matmul_gflops(d, clock=c) for c in %r for d in (torch.float32, torch.bfloat16)])"
+            % (str(HERE), threads, tuple(CLOCKS)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    fp32, bf16 = map(float, out.stdout.split())
-    return {"fp32": fp32, "bf16": bf16}
+    values = iter(map(float, out.stdout.split()))
+    return {clock: {"fp32": next(values), "bf16": next(values)} for clock in CLOCKS}
 
 
 def fmt_row(label: str, cells: list[str]) -> str:
     return f"{label:<62} " + " ".join(f"{c:>12}" for c in cells)
+
+
+def print_table(args: argparse.Namespace, size: dict[str, int], results: dict[str, dict[str, dict[str, Any]]],
+                clock: str, roof: dict[str, float], flops: float | None) -> None:
+    """The table of ``results`` by ``clock`` (``times`` or ``cpu_times``), with the roofline by that clock."""
+    if any(not r[clock] for got in results.values() for r in got.values()):
+        return  # a worker that does not report this clock
+    cols = ["LAVIS 1.0.2", "lavis fp32", "ratio", "lavis bf16", "ratio"]
+    print(f"\n{CLOCKS[clock]}: size {args.size}, {args.threads} torch thread(s); min of {args.rounds} rounds x "
+          f"{args.repeats} repeats; matmul 2048^2: fp32 {roof['fp32']:.0f} GFLOP/s, bf16 {roof['bf16']:.0f} GFLOP/s")
+    print(fmt_row("benchmark (unit)", cols))
+    for bench, got in results.items():
+        label, unit = ROWS[bench]
+        per_call = {"image_features": size["feat_batch"], "text_features": size["text_batch"]}.get(bench)
+        if bench == "data":
+            per_call = next(iter(got.values()))["images"]
+
+        def value(name: str) -> float | None:
+            return min(got[name][clock]) if name in got else None
+
+        def show(t: float | None) -> str:
+            if t is None:
+                return "-"
+            return f"{per_call / t:.3g}" if per_call else f"{t:.3g}"
+
+        base = value("LAVIS")
+        cells = [show(base)]
+        for name in ("ours fp32", "ours bf16"):
+            t = value(name)
+            cells += [show(t), f"{base / t:.2f}x" if base and t else "-"]
+        print(fmt_row(f"{label.format(**size)} ({unit})", cells))
+        print(fmt_row("  peak memory of the process (GB)",
+                      [f"{got[n]['peak_rss_gb']:.2f}" if n in got else "-" for n in ("LAVIS", "ours fp32")]
+                      + ["", f"{got['ours bf16']['peak_rss_gb']:.2f}" if "ours bf16" in got else "-", ""]))
+        if bench == "train" and flops:
+            frac = []
+            for name, dt in (("LAVIS", "fp32"), ("ours fp32", "fp32"), ("ours bf16", "bf16")):
+                t = value(name)
+                frac.append(f"{flops / t / 1e9 / roof[dt]:.0%} {dt}" if t else "-")
+            print(fmt_row(f"  share of the matmul roofline ({flops / 1e9:.0f} GFLOP/step)",
+                          [frac[0], frac[1], "", frac[2], ""]))
 
 
 def main() -> None:
@@ -123,52 +170,20 @@ def main() -> None:
                 runs.append(("LAVIS", ref, "speed_lavis.py", "fp32", False))
             for name, python, script, prec, ours in runs:
                 r = run_worker(python, script, ["--bench", bench, "--precision", prec, *common], ours)
-                seen = got.setdefault(name, {"times": [], "peak_rss_gb": 0.0})
+                seen = got.setdefault(name, {"times": [], "cpu_times": [], "peak_rss_gb": 0.0})
                 seen["times"] += r["times"]
+                seen["cpu_times"] += r.get("cpu_times", [])
                 seen["peak_rss_gb"] = max(seen["peak_rss_gb"], r["peak_rss_gb"])
                 seen["images"] = r.get("images")
             print(f"  {bench}: " + ", ".join(f"{k} {min(v['times']):.3g} s" for k, v in got.items()), flush=True)
         results[bench] = got
     later = roofline(args.threads)
-    roof = {k: max(roof[k], later[k]) for k in roof}
+    roof = {c: {k: max(roof[c][k], later[c][k]) for k in roof[c]} for c in roof}
     flops = None
     if "train" in benches:
         flops = run_worker(sys.executable, "speed_ours.py", ["--bench", "flops", *common], True)["flops"]
-
-    cols = ["LAVIS 1.0.2", "lavis fp32", "ratio", "lavis bf16", "ratio"]
-    print(f"\nsize {args.size}, {args.threads} torch thread(s); min of {args.rounds} rounds x {args.repeats} repeats; "
-          f"matmul 2048^2: fp32 {roof['fp32']:.0f} GFLOP/s, bf16 {roof['bf16']:.0f} GFLOP/s")
-    print(fmt_row("benchmark (unit)", cols))
-    for bench, got in results.items():
-        label, unit = ROWS[bench]
-        per_call = {"image_features": size["feat_batch"], "text_features": size["text_batch"]}.get(bench)
-        if bench == "data":
-            per_call = next(iter(got.values()))["images"]
-
-        def value(name: str) -> float | None:
-            return min(got[name]["times"]) if name in got else None
-
-        def show(t: float | None) -> str:
-            if t is None:
-                return "-"
-            return f"{per_call / t:.3g}" if per_call else f"{t:.3g}"
-
-        base = value("LAVIS")
-        cells = [show(base)]
-        for name in ("ours fp32", "ours bf16"):
-            t = value(name)
-            cells += [show(t), f"{base / t:.2f}x" if base and t else "-"]
-        print(fmt_row(f"{label.format(**size)} ({unit})", cells))
-        print(fmt_row("  peak memory of the process (GB)",
-                      [f"{got[n]['peak_rss_gb']:.2f}" if n in got else "-" for n in ("LAVIS", "ours fp32")]
-                      + ["", f"{got['ours bf16']['peak_rss_gb']:.2f}" if "ours bf16" in got else "-", ""]))
-        if bench == "train" and flops:
-            frac = []
-            for name, dt in (("LAVIS", "fp32"), ("ours fp32", "fp32"), ("ours bf16", "bf16")):
-                t = value(name)
-                frac.append(f"{flops / t / 1e9 / roof[dt]:.0%} {dt}" if t else "-")
-            print(fmt_row(f"  share of the matmul roofline ({flops / 1e9:.0f} GFLOP/step)",
-                          [frac[0], frac[1], "", frac[2], ""]))
+    for clock in CLOCKS:
+        print_table(args, size, results, clock, roof[clock], flops)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"size": args.size, "threads": args.threads, "roofline": roof,

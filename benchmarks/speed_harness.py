@@ -5,7 +5,8 @@ library) and ``speed_lavis.py`` (LAVIS 1.0.2, in its own environment), so it nee
 the standard library, torch and PIL, and it must not import ``lavis``.
 
 A worker runs one benchmark and prints one line ``RESULT {json}``: the seconds of each timed
-repeat (after one untimed warm-up), the peak resident memory of its process and what it counted.
+repeat (after one untimed warm-up), by the wall clock and by the process's CPU time, the peak
+resident memory of its process and what it counted.
 """
 
 from __future__ import annotations
@@ -67,15 +68,24 @@ def captions(n: int) -> list[str]:
     return [PROMPT + " ".join(body[i % len(body):] + body[: i % len(body)]) for i in range(n)]
 
 
-def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call."""
+def timings(fn: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call, by two clocks:
+    ``times`` wall-clock, ``cpu_times`` this process's CPU time (user + system, all its threads).
+    With one thread, CPU time is the wall-clock time the call would take on an idle core: waiting
+    for a core that other jobs hold is not counted."""
     fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return {"times": wall, "cpu_times": cpu}
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall-clock seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call."""
+    return timings(fn, repeats)["times"]
 
 
 def seed_all(seed: int) -> None:
@@ -89,22 +99,22 @@ def seed_all(seed: int) -> None:
     numpy.random.seed(seed)
 
 
-def time_items(fn: Callable[[int], Any], n: int, repeats: int) -> float:
-    """CPU seconds of this process for the ``n`` calls ``fn(0)`` .. ``fn(n - 1)``: each call's
-    smallest of ``repeats`` timed passes (after one untimed pass), summed. CPU time
-    (``time.process_time``, every thread of the process) leaves out the time the process waited
-    for a core while other jobs of a shared machine ran, which wall time would count. Every
-    generator is seeded with the item's number before each call (:func:`seed_all`), so each pass
-    does the same work."""
-    best = [math.inf] * n
+def time_items(fn: Callable[[int], Any], n: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds for the ``n`` calls ``fn(0)`` .. ``fn(n - 1)``: each call's smallest of ``repeats``
+    timed passes (after one untimed pass), summed, by two clocks as :func:`timings` gives them
+    (``times`` wall-clock, ``cpu_times`` this process's CPU time, which leaves out the time the
+    process waited for a core while other jobs of a shared machine ran). Every generator is seeded
+    with the item's number before each call (:func:`seed_all`), so each pass does the same work."""
+    wall, cpu = [math.inf] * n, [math.inf] * n
     for rep in range(repeats + 1):
         for k in range(n):
             seed_all(k)
-            t0 = time.process_time()
+            w0, c0 = time.perf_counter(), time.process_time()
             fn(k)
             if rep:
-                best[k] = min(best[k], time.process_time() - t0)
-    return sum(best)
+                cpu[k] = min(cpu[k], time.process_time() - c0)
+                wall[k] = min(wall[k], time.perf_counter() - w0)
+    return {"times": [sum(wall)], "cpu_times": [sum(cpu)]}
 
 
 def data_items(folder: Path, copies: int = 4) -> list[Path]:
@@ -119,11 +129,12 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of an ``n x n`` by ``n x n`` matrix product in ``dtype`` with the current threads."""
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5, clock: str = "times") -> float:
+    """Best GFLOP/s of an ``n x n`` by ``n x n`` matrix product in ``dtype`` with the current threads,
+    by the ``clock`` of :func:`timings` (``"times"``: wall-clock, ``"cpu_times"``: CPU time)."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
-    best = min(time_repeats(lambda: torch.mm(a, b), repeats))
+    best = min(timings(lambda: torch.mm(a, b), repeats)[clock])
     return 2 * n**3 / best / 1e9
 
 
@@ -155,5 +166,5 @@ def make_jpegs(folder: Path, n: int = 24, size: tuple[int, int] = (640, 480)) ->
 
 
 def emit(times: list[float], **extra: Any) -> None:
-    """Print the worker's result line."""
+    """Print the worker's result line (``extra``: ``cpu_times`` from :func:`timings`, counts)."""
     print("RESULT " + json.dumps({"times": times, "peak_rss_gb": peak_rss_gb(), **extra}), flush=True)

@@ -116,12 +116,12 @@ def main() -> None:
         proc = BlipImageTrainProcessor(image_size=size["data_image_size"])  # RandomAugment(2, 5) included
         items = H.data_items(Path(args.images))
         # as LAVIS' caption data set reads an image
-        H.emit([H.time_items(lambda k: proc(Image.open(items[k]).convert("RGB")), len(items), args.repeats)],
+        H.emit(**H.time_items(lambda k: proc(Image.open(items[k]).convert("RGB")), len(items), args.repeats),
                images=len(items))
         return
     else:
         sys.exit(f"{args.bench}: not a LAVIS benchmark")
-    H.emit(H.time_repeats(fn, args.repeats), **extra)
+    H.emit(**H.timings(fn, args.repeats), **extra)
 
 
 if __name__ == "__main__":

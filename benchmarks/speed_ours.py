@@ -117,9 +117,9 @@ def main() -> None:
         proc = BlipImageTrainProcessor(image_size=size["data_image_size"], randaugment=True)
         items = H.data_items(Path(args.images))
         # as our data sets read an image: the processor decodes the file (BlipImageTrainProcessor.read)
-        H.emit([H.time_items(lambda k: proc(items[k]), len(items), args.repeats)], images=len(items))
+        H.emit(**H.time_items(lambda k: proc(items[k]), len(items), args.repeats), images=len(items))
         return
-    H.emit(H.time_repeats(fn, args.repeats), **extra)
+    H.emit(**H.timings(fn, args.repeats), **extra)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def test_time_items_seeds_each_item_so_every_pass_draws_the_same() -> None:
     assert sorted(draws) == list(range(5)) and all(len(d) == 4 for d in draws.values())  # a warm-up + 3 passes
     assert all(len(set(d)) == 1 for d in draws.values())  # item k draws the same numbers in every pass
     assert len({d[0] for d in draws.values()}) == 5  # and other numbers than item j
-    assert 0 <= seconds < 1
+    assert set(seconds) == {"times", "cpu_times"}
+    assert all(len(v) == 1 and 0 <= v[0] < 1 for v in seconds.values())
 
 
 def test_our_data_worker_processes_every_item(tmp_path: Path) -> None:

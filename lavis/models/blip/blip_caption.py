@@ -25,6 +25,7 @@ from lavis.models.blip.parts import (
     smoothed_token_losses,
     text_config_for_tokenizer,
 )
+from lavis.models.blip.sdpa import shared_cross_attention_cache
 from lavis.models.blip.tokenizer import load_blip_tokenizer
 
 # State-dict keys of tied tensors: (alias, source). Checkpoints may hold only the source.
@@ -254,6 +255,7 @@ class BlipCaption(BaseModel):
                 attention_mask=torch.ones_like(prompt),
                 encoder_hidden_states=image_embeds,
                 encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
+                cache=shared_cross_attention_cache(decoder, image_embeds),
                 **kwargs,
             )
         new_tokens = out[:, prompt.shape[1] :]

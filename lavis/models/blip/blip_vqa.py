@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from lavis.common.registry import registry
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.beam_scoring import lavis_beam_scoring
+from lavis.models.blip.sdpa import shared_cross_attention_cache
 from lavis.models.blip.image_text import BlipEncoders
 
 INFERENCE_METHODS = ("generate", "rank")
@@ -171,6 +172,7 @@ class BlipVQA(BlipEncoders):
                 attention_mask=torch.ones_like(bos),
                 encoder_hidden_states=states,
                 encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long, device=self.device),
+                cache=shared_cross_attention_cache(decoder, states),
                 max_length=max_len, min_length=min_len, num_beams=num_beams, do_sample=False,
                 eos_token_id=self.tokenizer.sep_token_id, pad_token_id=self.tokenizer.pad_token_id,
             )
