@@ -5,8 +5,9 @@
   momentum model's similarities);
 * :func:`hard_negatives`: the in-batch negatives of image-text matching (ITM), drawn with
   probability ``softmax(similarity)`` among the pairs that do not show the same image;
-* :class:`Momentum` and :func:`distilled_cross_entropy`: momentum (moving-average) copies of
-  modules and the loss that distils from their predictions.
+* :class:`Momentum`, :func:`distilled_cross_entropy` and :func:`rampup`: momentum
+  (moving-average) copies of modules, the loss that distils from their predictions, and the
+  ramp-up of the distillation weight over the first epochs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lavis.models.base_model import TrainProgress
 
 
 def itc_targets(image_id: torch.Tensor | None, batch: int, columns: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,3 +94,12 @@ class Momentum:
     def update(self, model: nn.Module) -> None:
         for p, p_m in self.pairs(model):
             p_m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
+
+
+def rampup(value: float, progress: TrainProgress | None, epochs: float) -> float:
+    """``value`` ramped up linearly from 0 over the first ``epochs`` epochs of training (ALBEF's
+    and BLIP's distillation weight ``alpha``); ``value`` itself when ``progress`` is unknown (no
+    runner is training the model) or ``epochs`` is 0."""
+    if progress is None or epochs <= 0:
+        return value
+    return value * min(1.0, progress.epochs / epochs)

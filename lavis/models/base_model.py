@@ -103,8 +103,27 @@ class ModelOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where training stands, as the runner tells the model before each batch
+    (:attr:`BaseModel.train_progress`): ``global_step`` optimizer steps done, of
+    ``steps_per_epoch`` per (inner) epoch. For schedules inside a model, such as the ramp-up of a
+    distillation weight over the first epochs."""
+
+    global_step: int
+    steps_per_epoch: int
+
+    @property
+    def epochs(self) -> float:
+        """Epochs done, fractional."""
+        return self.global_step / max(1, self.steps_per_epoch)
+
+
 class BaseModel(nn.Module):
     """Base of every registered model."""
+
+    #: set by the training runners before each batch; ``None`` outside training by a runner
+    train_progress: TrainProgress | None = None
 
     PRETRAINED_MODEL_CONFIG_DICT: ClassVar[dict[str, str]] = {}
     #: the task methods this arch offers, from :data:`TASK_METHOD_NAMES`; the registry-wide test

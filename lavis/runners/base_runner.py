@@ -33,6 +33,7 @@ from lavis.common.logger import MetricLogger, SmoothedValue, setup_logging, to_p
 from lavis.common.optim import LRScheduler, build_lr_scheduler, build_optimizer
 from lavis.common.utils import resolve_device, seed_everything
 from lavis.common.run_schema import RunConfig
+from lavis.models.base_model import TrainProgress
 from lavis.runners import checkpointing as ckpt_io, fsdp
 from lavis.runners.divergence import STABLE_NAME, LossWatch, nonfinite_advice, nonfinite_error, record_skipped_step
 from lavis.runners.data import (
@@ -275,6 +276,7 @@ class TrainRunnerBase(BaseRunner):
             self.cfg.save(self.output_dir)
         self._open_logger()
         total_steps, steps_per_epoch = self.schedule_lengths()
+        self._steps_per_epoch = steps_per_epoch
         self.lr_scheduler = build_lr_scheduler(self.optimizer, run, total_steps, steps_per_epoch)
         if run.resume_ckpt_path:
             self._resume(run.resume_ckpt_path)
@@ -320,6 +322,7 @@ class TrainRunnerBase(BaseRunner):
         micro-batches' next outputs of ``task.train_updates``; returns the number of steps made."""
         per_batch = int(self.task.updates_per_batch())
         n = per_batch if max_updates is None else min(per_batch, max_updates)
+        self.model.train_progress = TrainProgress(self.state.global_step, self._steps_per_epoch)
         updates = BatchUpdates(self.task, self.train_model, fetch, self.device, self._loading.pin_memory, per_batch)
         for _ in range(n):
             self.optimizer_step(updates, group_size)

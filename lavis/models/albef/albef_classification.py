@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavis.common.registry import registry
-from lavis.models.albef.base import AlbefBase, rampup_alpha
-from lavis.models.alignment import Momentum, distilled_cross_entropy
+from lavis.models.albef.base import AlbefBase
+from lavis.models.alignment import Momentum, distilled_cross_entropy, rampup
 from lavis.models.base_model import ModelOutput
 
 
@@ -32,7 +32,7 @@ def classification_head(hidden: int, num_classes: int) -> nn.Sequential:
 class HeadClassifier(AlbefBase):
     """An ALBEF arch with a trained classification head: subclasses give ``logits(samples, momentum)``;
     training is cross entropy distilled from the momentum model's logits (``alpha`` ramped up over
-    ``ALPHA_RAMPUP_EPOCHS`` when ``samples`` carry the epoch)."""
+    ``ALPHA_RAMPUP_EPOCHS`` of a runner's training, from ``train_progress``)."""
 
     TASK_METHODS = ("predict_class",)
     ALPHA_RAMPUP_EPOCHS: ClassVar[int] = 1
@@ -51,7 +51,7 @@ class HeadClassifier(AlbefBase):
             with torch.no_grad():
                 self.momentum.update(self)
                 logits_m = self.logits(samples, momentum=True)
-        alpha = rampup_alpha(self.alpha, samples, epochs=self.ALPHA_RAMPUP_EPOCHS)
+        alpha = rampup(self.alpha, self.train_progress, self.ALPHA_RAMPUP_EPOCHS)
         loss = distilled_cross_entropy(logits, labels, logits_m, alpha)
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         return ModelOutput(loss=loss, extras={"accuracy": accuracy.detach()})
@@ -72,7 +72,7 @@ class AlbefClassification(HeadClassifier):
         num_classes: classes of the head (SNLI-VE: 3, entailment / neutral / contradiction in the
             data set's label order).
         momentum, alpha, use_distill: momentum distillation (``alpha`` ramped up over the first
-            epoch when ``samples`` carry ``epoch``, ``iters``, ``num_iters_per_epoch``).
+            epoch of a runner's training, from ``train_progress``).
     """
 
 

@@ -31,7 +31,7 @@ class AlbefNLVR(HeadClassifier):
             (:class:`~lavis.models.albef.base.AlbefBase`); the number of fusion layers must be even.
         num_classes: 2 (false, true).
         momentum, alpha, use_distill: momentum distillation (``alpha`` ramped up over the first two
-            epochs when ``samples`` carry ``epoch``, ``iters``, ``num_iters_per_epoch``). The
+            epochs of a runner's training, from ``train_progress``). The
             momentum model's text encoder is the momentum copy (LAVIS 1.0.2 runs the online one there).
     """
 

@@ -14,10 +14,9 @@ import torch.nn.functional as F
 
 from lavis.common.dist import all_gather_tensor
 from lavis.common.registry import registry
-from lavis.models.albef.base import rampup_alpha
 from lavis.models.albef.contrastive import AlbefContrastive
 from lavis.models.albef.encoders import tied_lm_head
-from lavis.models.alignment import Momentum, soft_cross_entropy
+from lavis.models.alignment import Momentum, rampup, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
 
 
@@ -33,7 +32,7 @@ class AlbefPretrain(AlbefContrastive):
             global batch size).
         momentum: of the momentum copies' moving average.
         alpha: weight of the momentum model's soft targets in ITC and MLM (ramped up over the first
-            two epochs when ``samples`` carry ``epoch``, ``iters``, ``num_iters_per_epoch``).
+            two epochs of a runner's training, from ``train_progress``).
         mlm_mask_prob: share of text tokens masked for MLM (of those, 80% become ``[MASK]``, 10% a
             random token, 10% stay).
     """
@@ -105,7 +104,7 @@ class AlbefPretrain(AlbefContrastive):
         Returns ``loss`` = ITC + ITM + MLM; ``extras``: ``loss_itc``, ``loss_itm``, ``loss_mlm``.
         """
         image = samples["image"]
-        alpha = rampup_alpha(self.alpha, samples, epochs=2)
+        alpha = rampup(self.alpha, self.train_progress, 2)
         with torch.no_grad():
             self.temp.clamp_(0.001, 0.5)
         image_states = self.encode_image(image)

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 
 from lavis.common.dist import all_gather_tensor
 from lavis.common.registry import registry
-from lavis.models.albef.base import rampup_alpha
 from lavis.models.albef.contrastive import AlbefContrastive
-from lavis.models.alignment import Momentum, itc_targets, soft_cross_entropy
+from lavis.models.alignment import Momentum, itc_targets, rampup, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
 
 
@@ -30,7 +29,7 @@ class AlbefRetrieval(AlbefContrastive):
             global batch size).
         momentum: of the momentum encoders' moving average.
         alpha: weight of the momentum model's soft targets in ITC (ramped up over the first two
-            epochs when ``samples`` carry ``epoch``, ``iters``, ``num_iters_per_epoch``).
+            epochs of a runner's training, from ``train_progress``).
         use_distill: use the soft targets (else the ITC targets are the positives alone).
         vision_config, text_config, fusion_layer, tokenizer, max_txt_len, embed_dim, temp:
             :class:`~lavis.models.albef.contrastive.AlbefContrastive`'s.
@@ -88,7 +87,7 @@ class AlbefRetrieval(AlbefContrastive):
         b = image.shape[0]
         idx = samples.get("image_id")
         idx = (torch.arange(b) if idx is None else torch.as_tensor(idx)).view(-1, 1).to(self.device)
-        alpha = rampup_alpha(self.alpha, samples, epochs=2)
+        alpha = rampup(self.alpha, self.train_progress, 2)
         with torch.no_grad():
             self.temp.clamp_(0.001, 0.5)
 

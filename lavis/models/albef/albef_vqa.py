@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lavis.common.registry import registry
-from lavis.models.albef.base import AlbefBase, rampup_alpha
+from lavis.models.albef.base import AlbefBase
 from lavis.models.albef.encoders import AnswerDecoder
-from lavis.models.alignment import Momentum
+from lavis.models.alignment import Momentum, rampup
 from lavis.models.base_model import ModelOutput
 
 INFERENCE_METHODS = ("generate", "rank")
@@ -36,8 +36,7 @@ class AlbefVQA(AlbefBase):
         decoder_layers: layers of the answer decoder (ALBEF: 6).
         label_smoothing: of the answer cross entropy (training and ranking, as LAVIS).
         momentum, alpha, use_distill: momentum distillation of the answer distribution (``alpha``
-            ramped up over the first epoch when ``samples`` carry ``epoch``, ``iters``,
-            ``num_iters_per_epoch``).
+            ramped up over the first epoch of a runner's training, from ``train_progress``).
     """
 
     TASK_METHODS = ("predict_answers",)
@@ -127,7 +126,7 @@ class AlbefVQA(AlbefBase):
                 states_m = states_m.repeat_interleave(n_answers, 0)
                 logits_m = self.get_submodule("text_decoder_m")(ans_ids, ans_mask, states_m, q_mask)
                 soft = F.softmax(logits_m[:, :-1, :].float(), dim=-1)
-            alpha = rampup_alpha(self.alpha, samples, epochs=1)
+            alpha = rampup(self.alpha, self.train_progress, 1)
         losses = self.answer_losses(logits, ans_ids, soft, alpha)
         return ModelOutput(loss=(weight * losses).sum() / samples["image"].shape[0])
 

@@ -37,15 +37,6 @@ def load_bert_tokenizer(name_or_path: str) -> Any:
 
 
 
-def rampup_alpha(alpha: float, samples: Mapping[str, Any], epochs: int) -> float:
-    """``alpha`` ramped up linearly over the first ``epochs`` epochs when ``samples`` carry
-    ``epoch``, ``iters`` and ``num_iters_per_epoch`` (as LAVIS' runner gives them), else ``alpha``."""
-    keys = ("epoch", "iters", "num_iters_per_epoch")
-    if not all(k in samples for k in keys):
-        return alpha
-    epoch, iters, per_epoch = (int(samples[k]) for k in keys)
-    return alpha * min(1.0, (epoch * per_epoch + iters) / max(1, epochs * per_epoch))
-
 
 class AlbefBase(BaseModel):
     """An ALBEF model: ``visual_encoder`` (timm ViT) and ``text_encoder`` (:class:`FusionBert`).

@@ -5,8 +5,8 @@ The text encoder reads ``[ENC] text`` attending to the image; a two-layer MLP (`
 ``[ENC]`` state gives the logits. Training is LAVIS' ``blip_classification``: cross entropy, and
 with ``use_distill`` the momentum copies of the ViT, text encoder and head (``*_m``) give soft
 targets: ``loss = (1 - alpha) * CE(logits, label) + alpha * CE(logits, softmax(momentum logits))``,
-``alpha`` ramped up linearly over the first epoch when the samples carry ``epoch``, ``iters`` and
-``num_iters_per_epoch`` (LAVIS' ramp), else used as it is.
+``alpha`` ramped up linearly over the first epoch of a runner's training (LAVIS' ramp, from
+``train_progress``), else used as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
-from lavis.models.alignment import Momentum, distilled_cross_entropy
+from lavis.models.alignment import Momentum, distilled_cross_entropy, rampup
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.image_text import BlipEncoders
 
@@ -81,14 +81,6 @@ class BlipClassification(BlipEncoders):
         ).last_hidden_state
         return head(states[:, 0, :])
 
-    def current_alpha(self, samples: Mapping[str, Any]) -> float:
-        """``alpha`` ramped over the first epoch when ``samples`` carry ``epoch``, ``iters`` and
-        ``num_iters_per_epoch`` (LAVIS), else ``alpha``."""
-        if all(k in samples for k in ("epoch", "iters", "num_iters_per_epoch")):
-            done = samples["epoch"] * samples["num_iters_per_epoch"] + samples["iters"]
-            return self.alpha * min(1.0, done / samples["num_iters_per_epoch"])
-        return self.alpha
-
     def forward(self, samples: dict[str, Any]) -> ModelOutput:
         """Classification loss against ``samples["label"]`` [B] (with momentum distillation if set)."""
         if "label" not in samples:
@@ -100,7 +92,7 @@ class BlipClassification(BlipEncoders):
             with torch.no_grad():
                 self.momentum_copies.update(self)
                 logits_m = self.logits(samples, momentum=True)
-        loss = distilled_cross_entropy(logits, label, logits_m, self.current_alpha(samples))
+        loss = distilled_cross_entropy(logits, label, logits_m, rampup(self.alpha, self.train_progress, 1))
         return ModelOutput(loss=loss, extras={"logits": logits.detach()})
 
     @torch.no_grad()

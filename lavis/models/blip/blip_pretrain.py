@@ -106,8 +106,8 @@ class BlipPretrain(BlipRetrieval):
         Args:
             samples: ``"image"`` [B, 3, H, W]; ``"text_input"`` B captions (B >= 2); optional
                 ``"image_id"`` [B] (pairs of one image are ITC positives of each other and never
-                ITM negatives; without it every pair is its own image, as in LAVIS); optional
-                ``"epoch"``, ``"iters"``, ``"num_iters_per_epoch"`` for the ``alpha`` ramp.
+                ITM negatives; without it every pair is its own image, as in LAVIS). ``alpha`` ramps up over the first two epochs of a runner's
+                training (``train_progress``).
 
         Returns:
             ``loss`` = ``loss_itc + loss_itm + loss_lm``; the three and ``n_tokens`` (LM tokens

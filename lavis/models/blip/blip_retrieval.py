@@ -10,8 +10,8 @@ Inference (``encode_for_retrieval``, ``rerank``, ``extract_features``) is that o
 * ITC of the model's embeddings against the momentum embeddings of the batch and the queue, with
   targets ``alpha * softmax(momentum similarities) + (1 - alpha) * ground truth``; the ground truth
   spreads over every column that shows the row's image (by ``samples["image_id"]``);
-* ``alpha`` ramped up linearly over the first two epochs when the samples carry ``epoch``,
-  ``iters`` and ``num_iters_per_epoch`` (LAVIS' ramp), else used as it is;
+* ``alpha`` ramped up linearly over the first two epochs of a runner's training (LAVIS' ramp,
+  from :attr:`~lavis.models.base_model.BaseModel.train_progress`), else used as it is;
 * ITM with one hard negative image per text and one hard negative text per image, drawn from the
   in-batch ITC similarities (negatives come from the same rank, LAVIS' default
   ``negative_all_rank=False``); under DDP the queues take every rank's embeddings.
@@ -28,7 +28,7 @@ from torch import nn
 from lavis.common.dist import all_gather_tensor
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
-from lavis.models.alignment import Momentum, itc_targets, soft_cross_entropy
+from lavis.models.alignment import Momentum, itc_targets, rampup, soft_cross_entropy
 from lavis.models.base_model import ModelOutput
 from lavis.models.blip.image_text import BlipFeatureExtractor
 
@@ -102,21 +102,13 @@ class BlipRetrieval(BlipFeatureExtractor):
         self.idx_queue[:, cols] = image_id.view(1, -1).to(self.idx_queue.dtype)
         self.queue_ptr[0] = (ptr + n) % self.queue_size
 
-    def current_alpha(self, samples: Mapping[str, Any]) -> float:
-        """``alpha`` ramped over the first 2 epochs when ``samples`` carry ``epoch``, ``iters`` and
-        ``num_iters_per_epoch`` (LAVIS), else ``alpha``."""
-        if all(k in samples for k in ("epoch", "iters", "num_iters_per_epoch")):
-            done = samples["epoch"] * samples["num_iters_per_epoch"] + samples["iters"]
-            return self.alpha * min(1.0, done / (2 * samples["num_iters_per_epoch"]))
-        return self.alpha
-
     def forward(self, samples: dict[str, Any]) -> ModelOutput:
         """ITC (momentum distillation over the queues) + ITM (hard negatives) loss.
 
         Args:
             samples: ``"image"`` [B, 3, H, W]; ``"text_input"`` B texts; ``"image_id"`` [B] (int) the
                 image each pair shows (pairs of one image are positives of each other, also in the
-                queue); optional ``"epoch"``, ``"iters"``, ``"num_iters_per_epoch"`` for the ramp.
+                queue).
 
         Returns:
             ``loss`` = ``loss_itc + loss_itm``; both are in ``extras``.
@@ -133,7 +125,7 @@ class BlipRetrieval(BlipFeatureExtractor):
         the queues filled on the way) and the ITM loss (hard negatives) of a batch.
 
         Args:
-            samples: ``"image"`` [B, 3, H, W], ``"text_input"`` B texts, optional ramp keys.
+            samples: ``"image"`` [B, 3, H, W], ``"text_input"`` B texts.
             image_id: [B] the image each pair shows, or ``None``: every pair its own image and every
                 queue column a negative (LAVIS' pre-training); the queue then records no ids (-100).
 
@@ -141,7 +133,7 @@ class BlipRetrieval(BlipFeatureExtractor):
             ``loss_itc``, ``loss_itm``, the ViT states [B, 1 + patches, width] and the tokenized
             texts (``input_ids``, ``attention_mask`` [B, max_txt_len], ``[CLS]`` first), for more heads.
         """
-        alpha = self.current_alpha(samples)
+        alpha = rampup(self.alpha, self.train_progress, 2)
         temp = self.temperature()
         image_embeds = self.encode_image(samples["image"])
         image_feat = self.image_feat(image_embeds)

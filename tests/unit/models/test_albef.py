@@ -11,8 +11,8 @@ import torch
 from lavis.common.errors import CheckpointError, ConfigError
 from lavis.models import load_model
 from lavis.models.albef import convert
-from lavis.models.albef.base import rampup_alpha
-from lavis.models.alignment import distilled_cross_entropy, hard_negatives, soft_cross_entropy
+from lavis.models.alignment import distilled_cross_entropy, hard_negatives, rampup, soft_cross_entropy
+from lavis.models.base_model import TrainProgress
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,10 +82,11 @@ def test_soft_and_distilled_cross_entropy_by_hand():
     torch.testing.assert_close(distilled_cross_entropy(logits, labels, None, 0.4), ce)
 
 
-def test_rampup_alpha():
-    assert rampup_alpha(0.4, {}, epochs=2) == 0.4
-    assert rampup_alpha(0.4, {"epoch": 0, "iters": 5, "num_iters_per_epoch": 10}, epochs=2) == pytest.approx(0.1)
-    assert rampup_alpha(0.4, {"epoch": 3, "iters": 0, "num_iters_per_epoch": 10}, epochs=2) == pytest.approx(0.4)
+def test_rampup_follows_the_runners_progress():
+    assert rampup(0.4, None, epochs=2) == 0.4  # not trained by a runner: the full weight
+    assert rampup(0.4, TrainProgress(global_step=5, steps_per_epoch=10), epochs=2) == pytest.approx(0.1)
+    assert rampup(0.4, TrainProgress(global_step=30, steps_per_epoch=10), epochs=2) == pytest.approx(0.4)
+    assert rampup(0.4, TrainProgress(global_step=0, steps_per_epoch=10), epochs=0) == 0.4
 
 
 def test_hard_negatives_never_pick_positives():

@@ -107,8 +107,6 @@ def test_queue_wraps_and_momentum_moves(retrieval):
         p.add_(1.0)
     model.momentum_update()
     torch.testing.assert_close(p_m, model.momentum * before + (1 - model.momentum) * p.detach())
-    assert model.current_alpha({"epoch": 0, "iters": 5, "num_iters_per_epoch": 10}) == pytest.approx(model.alpha / 4)
-    assert model.current_alpha({}) == model.alpha
     with pytest.raises(ValueError, match="image_id"):
         model({"image": images(2), "text_input": TEXTS[:2]})
 
@@ -151,6 +149,33 @@ def test_retrieval_itc_loss_by_hand():
     # the step's momentum embeddings went into the queue at the pointer
     torch.testing.assert_close(model.text_queue[:, :3], txt.t(), atol=1e-5, rtol=1e-4)
     assert model.idx_queue[0, :3].tolist() == [3, 4, 3] and int(model.queue_ptr) == 3
+
+
+def test_retrieval_alpha_ramps_up_with_the_runners_progress():
+    """At the first step (progress 0 of 2 epochs) the ITC targets are the ground truth, as with
+    alpha = 0; after two epochs, or outside a runner, the full alpha."""
+    import copy
+
+    from lavis.models.base_model import TrainProgress
+    from lavis.models.blip.blip_retrieval import BlipRetrieval
+
+    torch.manual_seed(3)
+    model = BlipRetrieval.from_pretrained("tiny", alpha=0.4).eval()
+    samples = {"image": images(3), "text_input": TEXTS, "image_id": torch.tensor([3, 4, 5])}
+    with torch.no_grad():  # the momentum encoders differ from the model, so alpha matters
+        for p in model.text_proj.parameters():
+            p.add_(0.5)
+
+    def itc(alpha: float, progress: TrainProgress | None) -> torch.Tensor:
+        m = copy.deepcopy(model)
+        m.alpha, m.train_progress = alpha, progress
+        torch.manual_seed(0)
+        return m(samples).extras["loss_itc"]
+
+    assert torch.equal(itc(0.4, TrainProgress(0, 10)), itc(0.0, None))
+    assert torch.equal(itc(0.4, TrainProgress(10, 10)), itc(0.2, None))
+    assert torch.equal(itc(0.4, TrainProgress(25, 10)), itc(0.4, None))
+    assert not torch.equal(itc(0.4, None), itc(0.0, None))
 
 
 def save_lavis(model, path: Path, edit=None) -> dict:

@@ -102,3 +102,27 @@ def test_a_task_that_yields_another_number_of_outputs_is_told(tmp_path, yields, 
     with pytest.raises(TrainingError, match=f"ThriceTask.train_updates yielded {which} outputs than "
                                             r"ThriceTask.updates_per_batch\(\) = 3"):
         runner.train()
+
+
+class ProgressTask(ToyTask):
+    """Records what the runner told the model before each output (``train_progress``)."""
+
+    def __init__(self, run_cfg):
+        super().__init__(run_cfg)
+        self.progress: list = []
+
+    def train_step(self, model, samples):
+        self.progress.append(getattr(model, "module", model).train_progress)
+        return super().train_step(model, samples)
+
+
+@pytest.mark.parametrize("runner_cls, settings", [(RunnerEpoch, dict(max_epoch=2)),
+                                                  (RunnerIter, dict(max_iters=7, iters_per_inner_epoch=3))])
+def test_the_model_is_told_its_training_progress_before_each_batch(tmp_path, runner_cls, settings):
+    runner, task = build_runner(runner_cls, ProgressTask, output_dir=str(tmp_path), toy_n_train=40, **settings,
+                                **NO_EVAL)
+    runner.train()
+    per_epoch = 5 if runner_cls is RunnerEpoch else 3  # 5 batches of 8 / iters_per_inner_epoch
+    steps = 10 if runner_cls is RunnerEpoch else 7
+    assert [(p.global_step, p.steps_per_epoch) for p in task.progress] == [(i, per_epoch) for i in range(steps)]
+    assert task.progress[per_epoch].epochs == 1.0  # the first step of the second (inner) epoch
