@@ -8,14 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lavis.models.blip.blip_caption import BlipCaption
 from lavis.models.blip.sdpa import SharedCrossAttentionCache, attend, shared_cross_attention_cache
+from tests.helpers.blip import caption_batch as samples, tiny_caption as tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # bf16 keeps 8 significant bits (relative rounding 2**-9 = 0.2%); a few layers of it stay within 2%
 BF16_REL = 2e-2
-CAPTIONS = ["a picture of a red circle", "a picture of two small blue squares above a green star"]
 
 
 def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -61,16 +60,6 @@ def test_attend_in_fp32_is_sdpa_exactly():
                                                                                          scale=0.3))
 
 
-def tiny(**overrides) -> BlipCaption:
-    torch.manual_seed(0)
-    model = BlipCaption.from_pretrained("tiny", **overrides)
-    assert isinstance(model, BlipCaption)
-    return model
-
-
-def samples() -> dict:
-    image = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    return {"image": image, "text_input": list(CAPTIONS)}
 
 
 def test_bf16_autocast_agrees_with_fp32_features_logits_loss_and_gradients():

@@ -9,22 +9,12 @@ from lavis.common.errors import ConfigError
 from lavis.models.blip.blip_caption import BlipCaption
 from lavis.models.blip.sdpa import SdpaBlipAttention, SdpaBlipTextSelfAttention
 from lavis.models.runtime import set_attn_implementation, set_gradient_checkpointing
+from tests.helpers.blip import caption_batch as batch, tiny_caption as tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CAPTIONS = ["a picture of a red circle", "a picture of two small blue squares above a green star"]
 
 
-def tiny(**overrides) -> BlipCaption:
-    torch.manual_seed(0)
-    model = BlipCaption.from_pretrained("tiny", **overrides)
-    assert isinstance(model, BlipCaption)
-    return model
-
-
-def batch() -> dict:
-    image = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    return {"image": image, "text_input": list(CAPTIONS)}
 
 
 def loss_and_grads(model: BlipCaption, samples: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
