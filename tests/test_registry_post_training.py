@@ -153,3 +153,25 @@ def test_dpo_sft_term_is_the_chosen_cross_entropy(batches):
     sft = model({"conversations": chat, "images": batches["shapes_vqa_preference"]["images"]}).loss
     assert mixed.extras["sft_loss"] == pytest.approx(sft.item(), abs=1e-5)
     assert mixed.loss.item() == pytest.approx(plain.loss.item() + 2 * sft.item(), abs=1e-5)
+
+
+def test_dpo_with_lora_takes_the_model_without_adapters_as_reference(batches):
+    from lavis.models.vlm.adapters import apply_lora
+    from lavis.tasks.post_training.common import sequence_logps, with_reply
+
+    torch.manual_seed(0)
+    model = load_model("qwen2_vl", "tiny")
+    pairs = batches["shapes_vqa_preference"]
+    convs = [with_reply(p, c) for p, c in zip(pairs["prompt"], pairs["chosen"])]
+    with torch.no_grad():
+        base = sequence_logps(model, convs, pairs["images"])
+    apply_lora(model, {"r": 4, "alpha": 8, "target_modules": "auto"})
+    task = DpoTask(DpoRunConfig(beta=0.5))
+    outs = _steps(model, lambda: task.train_step(model, pairs), 4)
+    assert task.reference.copy is None  # no second copy of the weights is held
+    assert outs[0].loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    assert outs[-1].extras["rewards/margins"] > 0
+    reference = task.reference(model, {"conversations": convs, "images": pairs["images"], "output_token_logps": True})
+    assert torch.allclose(reference.extras["token_logps"].sum(-1), base, atol=1e-5)  # the SFT model, untouched
+    with torch.no_grad():
+        assert not torch.allclose(sequence_logps(model, convs, pairs["images"]), base, atol=1e-3)  # the policy moved

@@ -252,22 +252,21 @@ class PostTrainingTask(BaseTask):
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """``answer_accuracy`` and ``accuracy/<question_type>`` (results with generated answers),
-    ``preference_accuracy``, ``mean_margin`` (a reward model's) and ``mean_reward``, each where the
-    results have what it needs."""
+    ``preference_accuracy`` and ``preference_accuracy/<question_type>`` (pairs), ``mean_margin``
+    (a reward model's) and ``mean_reward``, each where the results have what it needs."""
     if not results:
         raise ValueError("no evaluation results: the split is empty")
     metrics: dict[str, float] = {}
-    answered = [r for r in results if "correct" in r]
-    if answered:
-        metrics["answer_accuracy"] = sum(r["correct"] for r in answered) / len(answered)
-    by_type: dict[str, list[bool]] = {}
-    for r in answered:
-        if "question_type" in r:
-            by_type.setdefault(str(r["question_type"]), []).append(r["correct"])
-    metrics.update({f"accuracy/{t}": sum(v) / len(v) for t, v in sorted(by_type.items())})
-    pairs = [r["prefers_chosen"] for r in results if "prefers_chosen" in r]
-    if pairs:
-        metrics["preference_accuracy"] = sum(pairs) / len(pairs)
+    for name, key in (("answer_accuracy", "correct"), ("preference_accuracy", "prefers_chosen")):
+        scored = [r for r in results if key in r]
+        if scored:
+            metrics[name] = sum(r[key] for r in scored) / len(scored)
+        by_type: dict[str, list[bool]] = {}
+        for r in scored:
+            if "question_type" in r:
+                by_type.setdefault(str(r["question_type"]), []).append(r[key])
+        prefix = "accuracy" if key == "correct" else name
+        metrics.update({f"{prefix}/{t}": sum(v) / len(v) for t, v in sorted(by_type.items())})
     margins = [r["reward_margin"] for r in results if "reward_margin" in r]
     if margins:
         metrics["mean_margin"] = sum(margins) / len(margins)

@@ -116,7 +116,8 @@ class DpoTask(PostTrainingTask):
         images = samples.get("images") or [[] for _ in range(n)]
         convs = [with_reply(p, c) for p, c in zip(samples["prompt"], samples["chosen"])]
         convs += [with_reply(p, r) for p, r in zip(samples["prompt"], samples["rejected"])]
-        batch = {"conversations": convs, "images": list(images) + list(images), "output_token_logps": True}
+        # tokenised once: the policy and the reference read the same batch
+        batch = {**unwrap(model).process_batch_conv(convs, list(images) + list(images)), "output_token_logps": True}
         out = model(batch)
         ref = self.reference(model, batch)
         logps = out.extras["token_logps"].sum(-1)

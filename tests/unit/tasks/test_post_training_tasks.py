@@ -76,13 +76,18 @@ def test_sft_refuses_a_batch_without_conversations():
 def test_dpo_evaluation_reports_preference_accuracy(tmp_path):
     task = DpoTask(DpoRunConfig())
     task.result_dir = tmp_path
-    batch = {"id": [1, 2], "prompt": [[{"from": "human", "value": "q?"}]] * 2, "images": [[], []],
-             "chosen": ["three", "no"], "rejected": ["one", "yes"]}
-    results = task.valid_step(StubVLM(["three", "yes"]), batch)
-    # the stub prefers longer replies: "three" > "one" but "no" < "yes"
-    assert [r["prefers_chosen"] for r in results] == [True, False]
+    batch = {"id": [1, 2, 3], "prompt": [[{"from": "human", "value": "q?"}]] * 3, "images": [[], [], []],
+             "chosen": ["three", "no", "red"], "rejected": ["one", "yes", "blue"],
+             "question_type": ["count", "exists", "color"]}
+    results = task.valid_step(StubVLM(["three", "yes", "blue"]), batch)
+    # the stub prefers longer replies: "three" > "one" but "no" < "yes" and "red" < "blue"
+    assert [r["prefers_chosen"] for r in results] == [True, False, False]
     metrics = task.after_evaluation(results, "val", 1, None)
-    assert metrics["preference_accuracy"] == 0.5 and metrics["agg_metrics"] == 0.5 and metrics["answer_accuracy"] == 0.5
+    assert metrics["preference_accuracy"] == pytest.approx(1 / 3) and metrics["agg_metrics"] == metrics["preference_accuracy"]
+    assert metrics["answer_accuracy"] == pytest.approx(1 / 3)
+    # per question type, so that a type the model cannot tell apart shows next to the ones it can
+    assert {k: v for k, v in metrics.items() if k.startswith("preference_accuracy/")} == {
+        "preference_accuracy/color": 0.0, "preference_accuracy/count": 1.0, "preference_accuracy/exists": 0.0}
 
 
 def test_grpo_evaluation_reports_mean_reward_and_refuses_a_chat_split(tmp_path):
