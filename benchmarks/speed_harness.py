@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import torch
 
-BENCHES = ("train", "generate_greedy", "generate_beam3", "image_features", "text_features", "data")
+BENCHES = ("train", "generate_greedy", "generate_beam3", "image_features", "text_features", "data", "retrieval_tiny",
+           "retrieval_base", "dpo", "grpo")
 
 #: model and batch shapes; both libraries build exactly these (hidden 768, 12 heads, MLP 3072,
 #: patch 16, vocabulary 30524: BLIP-base widths). ``full`` is BLIP-base; ``quick`` keeps the
@@ -50,6 +51,7 @@ def worker_args(description: str) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab", required=True, help="folder with bert-base-uncased's vocab.txt")
     ap.add_argument("--images", default=None, help="folder of JPEG files (the data benchmark)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (ours only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     return args
@@ -66,15 +68,19 @@ def captions(n: int) -> list[str]:
     return [PROMPT + " ".join(body[i % len(body):] + body[: i % len(body)]) for i in range(n)]
 
 
-def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call."""
-    fn()
+def time_calls(fn: Callable[[], Any], calls: int) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``fn``; the first one includes warm-up (and compilation)."""
     out = []
-    for _ in range(repeats):
+    for _ in range(calls):
         t0 = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call."""
+    return time_calls(fn, repeats + 1)[1:]
 
 
 def peak_rss_gb() -> float:
