@@ -13,6 +13,7 @@ fp32 weights). The data are the project's shapes data sets (``shapes_vqa_prefere
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Any, Callable
 
@@ -63,6 +64,7 @@ def batch(builder: str) -> dict[str, Any]:
 def step_fn(bench: str, precision: str, extra: dict[str, Any]) -> Callable[[], float]:
     """One training step of ``bench`` (``dpo`` or ``grpo``) as the runner runs it; ``extra`` gets
     the model FLOPs of one step (counted once, before timing) and the sequence shapes."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny Qwen2-VL's files are in the repository
     from torch.utils.flop_counter import FlopCounterMode
 
     from lavis.common.optim import build_optimizer

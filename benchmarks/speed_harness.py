@@ -5,7 +5,8 @@ library) and ``speed_lavis.py`` (LAVIS 1.0.2, in its own environment), so it nee
 the standard library, torch and PIL, and it must not import ``lavis``.
 
 A worker runs one benchmark and prints one line ``RESULT {json}``: the seconds of each timed
-repeat (after one untimed warm-up), the peak resident memory of its process and what it counted.
+repeat (after one untimed warm-up), the peak resident memory of its process and what it counted
+(ours also ``first_s``, the seconds of the warm-up call: ``benchmarks/compile.py`` reads it).
 """
 
 from __future__ import annotations
