@@ -27,6 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+import post_training_bench  # noqa: E402
+import retrieval_bench  # noqa: E402
 import speed_harness as H  # noqa: E402
 
 # benchmark -> (row label, unit)
@@ -37,7 +39,19 @@ ROWS: dict[str, tuple[str, str]] = {
     "image_features": ("image features, ViT at {feat_image_size} px, batch {feat_batch}", "img/s"),
     "text_features": ("text features, BERT-base, {text_batch} x {text_tokens} tokens", "texts/s"),
     "data": ("decode + train transforms ({data_image_size} px, RandAugment), 1 worker", "img/s"),
+    "retrieval_tiny": ("{retrieval_tiny}", "s"),
+    "retrieval_base": ("{retrieval_base}", "s"),
+    "dpo": ("{dpo}", "s/step"),
+    "grpo": ("{grpo}", "s/round"),
 }
+OURS_ONLY = ("dpo", "grpo")  # LAVIS 1.0.2 has no post-training
+
+
+def row_label(bench: str, size: dict[str, int]) -> str:
+    """The row label of ``bench`` at ``size`` (without the unit)."""
+    names = {b: retrieval_bench.label(b, size) for b in retrieval_bench.SETTINGS}
+    names.update({b: post_training_bench.label(b) for b in OURS_ONLY})
+    return ROWS[bench][0].format(**size, **names)
 
 
 def lavis_python(arg: str | None) -> str | None:
@@ -102,7 +116,7 @@ def print_table(args: argparse.Namespace, size: dict[str, int], results: dict[st
           f"{args.repeats} repeats; matmul 2048^2: fp32 {roof['fp32']:.0f} GFLOP/s, bf16 {roof['bf16']:.0f} GFLOP/s")
     print(fmt_row("benchmark (unit)", cols))
     for bench, got in results.items():
-        label, unit = ROWS[bench]
+        unit = ROWS[bench][1]
         per_call = {"image_features": size["feat_batch"], "text_features": size["text_batch"]}.get(bench)
         if bench == "data":
             per_call = next(iter(got.values()))["images"]
@@ -120,16 +134,17 @@ def print_table(args: argparse.Namespace, size: dict[str, int], results: dict[st
         for name in ("ours fp32", "ours bf16"):
             t = value(name)
             cells += [show(t), f"{base / t:.2f}x" if base and t else "-"]
-        print(fmt_row(f"{label.format(**size)} ({unit})", cells))
+        print(fmt_row(f"{row_label(bench, size)} ({unit})", cells))
         print(fmt_row("  peak memory of the process (GB)",
                       [f"{got[n]['peak_rss_gb']:.2f}" if n in got else "-" for n in ("LAVIS", "ours fp32")]
                       + ["", f"{got['ours bf16']['peak_rss_gb']:.2f}" if "ours bf16" in got else "-", ""]))
-        if bench == "train" and flops:
+        step_flops = flops if bench == "train" else next(iter(got.values())).get("flops")
+        if step_flops and bench in ("train", *OURS_ONLY):
             frac = []
             for name, dt in (("LAVIS", "fp32"), ("ours fp32", "fp32"), ("ours bf16", "bf16")):
                 t = value(name)
-                frac.append(f"{flops / t / 1e9 / roof[dt]:.0%} {dt}" if t else "-")
-            print(fmt_row(f"  share of the matmul roofline ({flops / 1e9:.0f} GFLOP/step)",
+                frac.append(f"{step_flops / t / 1e9 / roof[dt]:.0%} {dt}" if t else "-")
+            print(fmt_row(f"  share of the matmul roofline ({step_flops / 1e9:.0f} GFLOP/step)",
                           [frac[0], frac[1], "", frac[2], ""]))
 
 
@@ -166,7 +181,7 @@ def main() -> None:
         got: dict[str, dict[str, Any]] = {}
         for _ in range(args.rounds):
             runs = [(name, sys.executable, "speed_ours.py", prec, True) for name, prec in variants]
-            if ref is not None:
+            if ref is not None and bench not in OURS_ONLY:
                 runs.append(("LAVIS", ref, "speed_lavis.py", "fp32", False))
             for name, python, script, prec, ours in runs:
                 r = run_worker(python, script, ["--bench", bench, "--precision", prec, *common], ours)
@@ -175,6 +190,7 @@ def main() -> None:
                 seen["cpu_times"] += r.get("cpu_times", [])
                 seen["peak_rss_gb"] = max(seen["peak_rss_gb"], r["peak_rss_gb"])
                 seen["images"] = r.get("images")
+                seen["flops"] = r.get("flops")
             print(f"  {bench}: " + ", ".join(f"{k} {min(v['times']):.3g} s" for k, v in got.items()), flush=True)
         results[bench] = got
     later = roofline(args.threads)

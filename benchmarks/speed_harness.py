@@ -6,7 +6,8 @@ the standard library, torch and PIL, and it must not import ``lavis``.
 
 A worker runs one benchmark and prints one line ``RESULT {json}``: the seconds of each timed
 repeat (after one untimed warm-up), by the wall clock and by the process's CPU time, the peak
-resident memory of its process and what it counted.
+resident memory of its process and what it counted (``first_s``: the wall-clock seconds of the
+warm-up call, compilation included; ``benchmarks/compile.py`` reads it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Callable
 
 import torch
 
-BENCHES = ("train", "generate_greedy", "generate_beam3", "image_features", "text_features", "data")
+BENCHES = ("train", "generate_greedy", "generate_beam3", "image_features", "text_features", "data", "retrieval_tiny",
+           "retrieval_base", "dpo", "grpo")
 
 #: model and batch shapes; both libraries build exactly these (hidden 768, 12 heads, MLP 3072,
 #: patch 16, vocabulary 30524: BLIP-base widths). ``full`` is BLIP-base; ``quick`` keeps the
@@ -52,6 +54,7 @@ def worker_args(description: str) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab", required=True, help="folder with bert-base-uncased's vocab.txt")
     ap.add_argument("--images", default=None, help="folder of JPEG files (the data benchmark)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (ours only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     return args
@@ -68,24 +71,22 @@ def captions(n: int) -> list[str]:
     return [PROMPT + " ".join(body[i % len(body):] + body[: i % len(body)]) for i in range(n)]
 
 
-def timings(fn: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call, by two clocks:
-    ``times`` wall-clock, ``cpu_times`` this process's CPU time (user + system, all its threads).
-    With one thread, CPU time is the wall-clock time the call would take on an idle core: waiting
-    for a core that other jobs hold is not counted."""
+def timings(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after one warm-up call, by two clocks:
+    ``times`` wall-clock, ``cpu_times`` this process's CPU time (user + system, all its threads);
+    and ``first_s``, the wall-clock seconds of the warm-up call (compilation included). With one
+    thread, CPU time is the wall-clock time the call would take on an idle core: waiting for a
+    core that other jobs hold is not counted."""
+    t0 = time.perf_counter()
     fn()
+    first = time.perf_counter() - t0
     wall, cpu = [], []
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
         fn()
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
-    return {"times": wall, "cpu_times": cpu}
-
-
-def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall-clock seconds of each of ``repeats`` calls of ``fn``, after one untimed warm-up call."""
-    return timings(fn, repeats)["times"]
+    return {"times": wall, "cpu_times": cpu, "first_s": first}
 
 
 def seed_all(seed: int) -> None:
@@ -122,6 +123,7 @@ def data_items(folder: Path, copies: int = 4) -> list[Path]:
     with ``k``, so each copy draws other crops and augmentations)."""
     paths = sorted(folder.glob("*.jpg"))
     return [p for _ in range(copies) for p in paths]
+
 
 
 def peak_rss_gb() -> float:

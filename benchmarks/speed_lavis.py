@@ -105,6 +105,10 @@ def main() -> None:
         def fn() -> Any:
             with torch.no_grad():
                 return encoder.forward_text(text).last_hidden_state
+    elif args.bench.startswith("retrieval"):
+        import retrieval_bench
+
+        fn = retrieval_bench.lavis(args.bench, size, args.vocab)
     elif args.bench == "data":
         from lavis.processors.blip_processors import BlipImageTrainProcessor
         from PIL import Image

@@ -61,12 +61,17 @@ def train_step_fn(model: Any, size: dict[str, int], precision: str) -> Any:
 def main() -> None:
     args = H.worker_args(__doc__.split("\n\n")[0])
     size = H.SIZES[args.size]
+    if args.compile and not (args.bench == "train" or args.bench.startswith("generate")):
+        sys.exit(f"--compile: measured for train and generate_* only, not {args.bench}")
     from lavis.runners.precision import resolve_precision
 
     autocast = resolve_precision("bf16" if args.precision == "bf16" else "none", torch.device("cpu")).autocast
     extra: dict[str, Any] = {}
     if args.bench == "train":
-        fn = train_step_fn(build(size, args.vocab, size["image_size"]), size, args.precision)
+        model = build(size, args.vocab, size["image_size"])
+        if args.compile:  # what run.compile does: the training view of the model through torch.compile
+            model.compile()
+        fn = train_step_fn(model, size, args.precision)
     elif args.bench == "flops":  # model FLOPs of one training step, all matrix products visible (eager)
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -77,6 +82,9 @@ def main() -> None:
         return
     elif args.bench.startswith("generate"):
         model = build(size, args.vocab, size["image_size"]).eval()
+        if args.compile:  # the ViT and every decoding step of the text decoder
+            model.blip.vision_model.compile()
+            model.blip.text_decoder.compile()
         beams = 3 if args.bench == "generate_beam3" else 1
         image = H.images(size["gen_batch"], size["image_size"])
         n = size["caption_tokens"]
@@ -110,6 +118,14 @@ def main() -> None:
         def fn() -> Any:
             with torch.no_grad(), autocast():
                 return encoder(input_ids=text.input_ids, attention_mask=text.attention_mask).last_hidden_state
+    elif args.bench.startswith("retrieval"):
+        import retrieval_bench
+
+        fn = retrieval_bench.ours(args.bench, size, args.vocab, autocast)
+    elif args.bench in ("dpo", "grpo"):
+        import post_training_bench
+
+        fn = post_training_bench.step_fn(args.bench, args.precision, extra)
     elif args.bench == "data":
         from lavis.processors.blip_processors import BlipImageTrainProcessor
 

@@ -4,7 +4,8 @@
 - the losses, weights and optimizer moments match a DDP run of the same config to float
   tolerance (both average the two ranks' gradients; the reductions round differently);
 - resuming the FSDP run from its epoch-0 checkpoint ends with the weights, optimizer state and
-  logged metrics of the uninterrupted FSDP run, bit for bit;
+  logged metrics of the uninterrupted FSDP run, bit for bit; so does an FSDP run SIGKILLed
+  mid-epoch (after an iteration checkpoint) and resumed under FSDP;
 - its checkpoints hold full state dicts in the DDP layout: they load in a single process;
 - a model with an ``nn.ModuleList`` gets one group per block and matches one process (tests/toy/fsdp_blocks.py).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lavis.common.checkpoint import safe_torch_load  # noqa: E402
-from tests.toy.cli import events, finish, start, write_config  # noqa: E402
+from tests.toy.cli import assert_same_run, events, finish, kill_mid_epoch, start, write_config  # noqa: E402
 
 pytestmark = pytest.mark.dist
 
@@ -82,6 +84,31 @@ def test_fsdp_resume_from_an_epoch_checkpoint_is_exact(runs):
     tail = [e for e in events(tmp / "fsdp") if e[1] != 0]  # after epoch 0: epochs 1 and 2, then the test
     assert events(tmp / "resumed") == tail and len(tail) > 4
     assert json.loads((tmp / "resumed.json").read_text())["train"]["global_step"] == 6
+
+
+def test_fsdp_sigkill_mid_epoch_and_resume_is_exact(tmp_path):
+    """Both ranks (torchrun and its workers) are SIGKILLed after an iteration checkpoint in the
+    middle of epoch 1; resuming under FSDP ends where the uninterrupted FSDP run ends, bit for bit."""
+    # 128 items / (2 ranks x 8) = 8 micro-batches per rank and epoch: 4 optimizer steps per epoch, 12 in all
+    run = {**RUN, "toy_n_train": 128, "save_every_iters": 1, "distributed_strategy": "fsdp"}
+    cfg = write_config(tmp_path / "toy.yaml", **run)
+    ref, killed = tmp_path / "reference", tmp_path / "killed"
+    reference = start(cfg, [f"run.output_dir={ref}"], result=tmp_path / "reference.json", nproc=2)
+    victim = start(cfg, [f"run.output_dir={killed}", "run.toy_step_delay=0.1"], nproc=2)
+    at_kill = kill_mid_epoch(victim, killed, after_step=5, timeout=120)
+    finish(reference, timeout=120)
+    assert 5 <= at_kill["global_step"] <= 8 and at_kill["epoch"] == 1  # in epoch 1, before its end
+    time.sleep(1.0)  # the workers are gone: nothing more is written
+    assert safe_torch_load(killed / "checkpoint_latest.pth")["state"] == at_kill
+    assert "toy/test" not in (killed / "metrics.jsonl").read_text()
+
+    out = finish(start(cfg, [f"run.output_dir={killed}", f"run.resume_ckpt_path={killed / 'checkpoint_latest.pth'}"],
+                       result=tmp_path / "resumed.json", nproc=2), timeout=120)
+    assert "resumed from" in out and "FSDP: fully_shard over 2 ranks" in out
+    expected = json.loads((tmp_path / "reference.json").read_text())
+    assert expected["train"]["global_step"] == 12
+    assert json.loads((tmp_path / "resumed.json").read_text()) == expected
+    assert_same_run(ref, killed)
 
 
 def test_an_fsdp_checkpoint_loads_in_one_process(runs):

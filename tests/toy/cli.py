@@ -74,8 +74,25 @@ def read_latest(folder: Path):
         return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Process ids of every live descendant of ``pid`` (from ``/proc``; Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        out.append(todo.pop())
+        todo += children.get(out[-1], [])
+    return out
+
+
 def kill_mid_epoch(proc, folder: Path, after_step: int, timeout: float = 90.0) -> dict:
-    """SIGKILL ``proc`` once its latest checkpoint is a mid-epoch one past ``after_step``."""
+    """SIGKILL ``proc`` and its descendants (torchrun's workers, which run in sessions of their
+    own) once its latest checkpoint is a mid-epoch one past ``after_step``."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -86,7 +103,12 @@ def kill_mid_epoch(proc, folder: Path, after_step: int, timeout: float = 90.0) -
             break
         assert time.monotonic() < deadline, "no mid-epoch checkpoint appeared in time"
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
+    tree = descendants(proc.pid)
+    for pid in [proc.pid, *tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     return ckpt["state"]
