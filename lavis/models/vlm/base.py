@@ -3,24 +3,9 @@
 :class:`HFVisionLanguageModel` holds a transformers ``*ForConditionalGeneration`` model and its
 ``AutoProcessor`` and answers what post-training tasks ask of a model (see docs/post_training.md),
 each with a default derived from the transformers config, the processor and the chat template:
-
-============================  =====================================================================
-modules                       ``vision_tower``, ``projector``, ``language_model``, ``lm_head``,
-                              ``default_lora_target``, ``freeze_vision_tower()``
-prompt                        ``chat_template``, ``format_multimodal_prompt``,
-                              ``remove_image_placeholder``, ``is_multimodal_prompt_valid``
-batching                      ``process_batch_conv(conversations, images, phase)``: right padding
-                              and labels on assistant tokens for ``"train"``, left padding for
-                              ``"generate"``
-inputs                        ``multimodal_keywords``, ``non_generate_params``, ``processing_keywords``
-generation                    ``default_generation_kwargs``, ``generate(samples, **kw)``,
-                              ``generate_ids``; ``inputs_embeds``, ``is_embeds_input``
-                              (``from_embeds=True``)
-likelihood                    ``reply_loglikelihoods`` (benchmarks, lmms-eval's
-                              ``loglikelihood``), ``option_loglikelihoods`` (multiple choice)
-scalar head                   ``value_head`` (``value_head=True``): ``values`` from ``forward`` with
-                              ``output_values``, for reward models and PPO
-============================  =====================================================================
+modules and LoRA targets, the prompt and its image placeholders, batching per phase, the
+multimodal inputs, generation (also from ``inputs_embeds``), likelihoods of replies and a scalar
+value head. The table of members is in docs/post_training.md ("The seam").
 
 A family whose transformers classes follow the usual layout needs only a subclass that names them
 (see :mod:`lavis.models.vlm.llava`) and its YAMLs.
