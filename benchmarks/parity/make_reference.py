@@ -24,7 +24,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,33 +68,48 @@ def bert_vocab_dir() -> str:
     return str(path)
 
 
-def build_model(vocab_dir: str):
-    from omegaconf import OmegaConf
-
-    from lavis.common.registry import registry
-    from lavis.models.base_model import BaseModel
-
-    cls = registry.get_model_class("blip_caption")
-    cfg = OmegaConf.load(cls.default_config_path("base_coco")).model
-    cfg.load_finetuned = False
-    cfg.load_pretrained = False
-
-    # LAVIS' load_checkpoint_from_config loads the pretrained URL even with both flags off: skip it.
-    original = BaseModel.load_checkpoint_from_config
-    BaseModel.load_checkpoint_from_config = lambda self, cfg, **kw: None
-    # LAVIS' init_tokenizer asks for "bert-base-uncased"; a folder of that name in the working
-    # directory is taken before the Hub, so LAVIS' own tokenizer code runs unchanged.
+@contextmanager
+def lavis_tokenizer(vocab_dir: str) -> Iterator[None]:
+    """LAVIS' ``init_tokenizer`` asks for "bert-base-uncased"; a folder of that name in the working
+    directory is taken before the Hub, so LAVIS' own tokenizer code runs unchanged."""
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.symlink(vocab_dir, os.path.join(tmp, "bert-base-uncased"))
         os.chdir(tmp)
         try:
-            torch.manual_seed(SEED)
-            model = cls.from_config(cfg)
+            yield
         finally:
             os.chdir(cwd)
-            BaseModel.load_checkpoint_from_config = original
+
+
+def build_lavis(arch: str, model_type: str, vocab_dir: str, **overrides: Any) -> Any:
+    """LAVIS' ``arch``/``model_type`` with a seeded random init (``overrides`` over its model
+    config), in eval mode: no checkpoint, no download."""
+    from omegaconf import OmegaConf
+
+    from lavis.common.registry import registry
+    from lavis.models.base_model import BaseModel
+
+    cls = registry.get_model_class(arch)
+    cfg = OmegaConf.load(cls.default_config_path(model_type)).model
+    cfg.load_finetuned = False
+    cfg.load_pretrained = False
+    for k, v in overrides.items():
+        cfg[k] = v
+    # LAVIS' load_checkpoint_from_config loads the pretrained URL even with both flags off: skip it.
+    original = BaseModel.load_checkpoint_from_config
+    BaseModel.load_checkpoint_from_config = lambda self, cfg, **kw: None
+    try:
+        with lavis_tokenizer(vocab_dir):
+            torch.manual_seed(SEED)
+            model = cls.from_config(cfg)
+    finally:
+        BaseModel.load_checkpoint_from_config = original
     return model.eval()
+
+
+def build_model(vocab_dir: str) -> Any:
+    return build_lavis("blip_caption", "base_coco", vocab_dir)
 
 
 def run_beams(model, samples, bias: torch.Tensor, sep: int) -> list[dict]:

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from make_reference import bert_vocab_dir, lavis_tokenizer
 
 SEED = 0
 INPUT_SEED = 1234
@@ -55,20 +54,6 @@ LABELS = [0, 2, 1]
 NLVR_TEXTS = ["the left image shows a surfer", "both images contain dogs", "one image shows food"]
 NLVR_LABELS = [1, 0, 1]
 RAMP = {"epoch": 1, "iters": 0, "num_iters_per_epoch": 10}  # alpha fully ramped up on both sides
-
-
-@contextmanager
-def lavis_tokenizer(vocab_dir: str) -> Iterator[None]:
-    """LAVIS' ``init_tokenizer`` asks for "bert-base-uncased"; a folder of that name in the working
-    directory is taken before the Hub, so LAVIS' own tokenizer code runs unchanged."""
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(vocab_dir, os.path.join(tmp, "bert-base-uncased"))
-        os.chdir(tmp)
-        try:
-            yield
-        finally:
-            os.chdir(cwd)
 
 
 def perturb(model: torch.nn.Module, seed: int) -> None:
@@ -280,7 +265,6 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    from make_reference import bert_vocab_dir
 
     t0 = time.perf_counter()
     torch.save(full_layouts(bert_vocab_dir()), out / "full_layouts.pt")

@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_reference import bert_vocab_dir
+from make_reference import bert_vocab_dir, build_lavis
 
 SEED = 0
 IMAGE_SEED = 1234
@@ -56,31 +55,8 @@ K_TEST = 3
 
 def build(arch: str, model_type: str, vocab_dir: str, **overrides):
     """LAVIS' ``arch``/``model_type`` with a seeded random init: no checkpoint, no download."""
-    from omegaconf import OmegaConf
-
-    from lavis.common.registry import registry
-    from lavis.models.base_model import BaseModel
-
-    cls = registry.get_model_class(arch)
-    cfg = OmegaConf.load(cls.default_config_path(model_type)).model
-    cfg.load_finetuned = False
-    cfg.load_pretrained = False
-    cfg.pretrained = None  # blip_feature_extractor loads it whenever it is set
-    for k, v in overrides.items():
-        cfg[k] = v
-    original = BaseModel.load_checkpoint_from_config
-    BaseModel.load_checkpoint_from_config = lambda self, cfg, **kw: None
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(vocab_dir, os.path.join(tmp, "bert-base-uncased"))
-        os.chdir(tmp)
-        try:
-            torch.manual_seed(SEED)
-            model = cls.from_config(cfg)
-        finally:
-            os.chdir(cwd)
-            BaseModel.load_checkpoint_from_config = original
-    return model.eval()
+    # blip_feature_extractor loads ``pretrained`` whenever it is set
+    return build_lavis(arch, model_type, vocab_dir, pretrained=None, **overrides)
 
 
 def images(n: int, size: int) -> torch.Tensor:
