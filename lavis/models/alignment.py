@@ -49,10 +49,9 @@ def hard_negatives(sim: torch.Tensor, positive: torch.Tensor, generator: torch.G
     """
     with torch.no_grad():
         weights = F.softmax(sim.float(), dim=1).masked_fill(positive, 0.0)
-        empty = weights.sum(dim=1) <= 0
-        if bool(empty.any()):
-            others = (~torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)).float()
-            weights[empty] = others[empty]
+        empty = weights.sum(dim=1, keepdim=True) <= 0
+        others = (~torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)).float()
+        weights = torch.where(empty, others, weights)  # no host sync on the hot path
         return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 
 
