@@ -24,7 +24,7 @@ from lavis.common.errors import ConfigError, describe_unknown
 from lavis.common.quant_schema import QuantizationConfig, validate_quantization
 from lavis.common.registry import registry
 from lavis.common.run_schema import RUN_CHOICES, RUN_REGISTRY_KEYS, RunConfig
-from lavis.common.schema import dataclass_fields, merge_dict_configs, plain_dict
+from lavis.common.schema import at_least_one, dataclass_fields, merge_dict_configs, plain_dict
 from lavis.common.schema import matches as _matches
 from lavis.common.schema import type_name as _type_name
 from lavis.common.schema import unknown_key as _unknown_key
@@ -95,10 +95,7 @@ def _validate_run(run: Any, problems: list[str]) -> None:
             problems.append(f"run.{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
         elif key in RUN_CHOICES and value not in RUN_CHOICES[key]:
             problems.append(f"run.{key}: {value!r} is not one of {', '.join(RUN_CHOICES[key])}")
-    for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch"):
-        value = run.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            problems.append(f"run.{key}: must be at least 1, got {value}")
+    problems += at_least_one(run, "batch_size_train", "batch_size_eval", "accum_grad_iters", "max_epoch")
     if known_task is not None:
         typed = {k: v for k, v in run.items() if k in fields and _matches(v, fields[k].type)}
         # hooks see every key: the value given (when its type is right) or the schema default

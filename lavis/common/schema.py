@@ -133,6 +133,13 @@ def unknown_key(dotted: str, key: str, valid: Iterable[str]) -> str:
     return f"{where}: " + describe_unknown("key", key, sorted(valid)).replace("Registered keys", "Valid keys")
 
 
+def at_least_one(values: Mapping[str, Any], *keys: str, prefix: str = "run") -> list[str]:
+    """``<prefix>.<key>: must be at least 1, got N`` for each of ``keys`` whose value in ``values``
+    is an integer (not a bool) below 1; other values are the type check's to judge."""
+    return [f"{prefix}.{key}: must be at least 1, got {values[key]}" for key in keys
+            if matches(values.get(key), int) and values[key] < 1]
+
+
 def dataclass_fields(schema: type) -> dict[str, dataclasses.Field]:
     """The fields of dataclass ``schema`` with their annotations resolved into ``field.type``."""
     hints = typing.get_type_hints(schema)

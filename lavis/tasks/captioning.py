@@ -14,6 +14,7 @@ from lavis.common import dist
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
+from lavis.common.schema import at_least_one
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.metrics.caption_metrics import DEFAULT_METRICS, aggregate, metric_problems, score_captions
 from lavis.tasks.metrics.errors import MetricError
@@ -92,10 +93,8 @@ class CaptionTask(BaseTask):
         """Problems with the values (not the types) of this task's run keys, as ``run.key: what``;
         a key missing from ``run`` has its schema default."""
         v = {**dataclasses.asdict(CaptionRunConfig()), **{k: run[k] for k in CaptionRunConfig.__dataclass_fields__ if k in run}}
-        problems = []
+        problems = at_least_one(v, "max_len")
         ok_int = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
-        if ok_int(v["max_len"]) and v["max_len"] < 1:
-            problems.append(f"run.max_len: must be at least 1, got {v['max_len']}")
         if ok_int(v["min_len"]) and v["min_len"] < 0:
             problems.append(f"run.min_len: must be at least 0, got {v['min_len']}")
         if ok_int(v["max_len"]) and ok_int(v["min_len"]) and v["min_len"] > v["max_len"]:

@@ -31,6 +31,7 @@ from lavis.common import dist
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
+from lavis.common.schema import at_least_one
 from lavis.tasks.base_task import BaseTask
 from lavis.tasks.metrics.errors import MetricError
 from lavis.tasks.metrics.retrieval import first_hit_ranks, recall_metrics, sort_candidates, topk_chunked
@@ -97,9 +98,7 @@ class RetrievalTask(BaseTask):
         k = run.get("k_test", RetrievalRunConfig.k_test)
         if isinstance(k, int) and k < 10:
             problems.append(f"run.k_test: must be at least 10 (recall@10 ranks the top 10 candidates), got {k}")
-        b = run.get("rerank_batch_size", RetrievalRunConfig.rerank_batch_size)
-        if isinstance(b, int) and b < 1:
-            problems.append(f"run.rerank_batch_size: must be at least 1, got {b}")
+        problems += at_least_one(run, "rerank_batch_size")
         return problems
 
     @property

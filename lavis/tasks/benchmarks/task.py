@@ -22,6 +22,7 @@ import torch
 
 from lavis.common import dist
 from lavis.common.registry import registry
+from lavis.common.schema import at_least_one
 from lavis.datasets.builders.benchmark_data import choice_letters
 from lavis.models.base_model import ModelOutput
 from lavis.models.vlm.conversation import IMAGE_PLACEHOLDER
@@ -114,9 +115,7 @@ class BenchmarkTask(PostTrainingTask):
 
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
-        problems = []
-        if isinstance(n := run.get("max_new_tokens", 16), int) and n < 1:
-            problems.append(f"run.max_new_tokens: must be at least 1, got {n}")
+        problems = at_least_one(run, "max_new_tokens")
         if (m := run.get("mc_method", "generate")) not in MC_METHODS:
             problems.append(f"run.mc_method: {m!r} is not one of {', '.join(MC_METHODS)}")
         if (t := run.get("likelihood_target", "letter")) not in LIKELIHOOD_TARGETS:

@@ -94,11 +94,6 @@ def reward_problems(names: Sequence[str], weights: Sequence[float] | None) -> li
     return problems
 
 
-def positive_problems(run: Mapping[str, Any], *keys: str) -> list[str]:
-    """``run.<key>: must be at least 1`` for each integer run key of ``keys`` below 1."""
-    return [f"run.{key}: must be at least 1, got {run[key]}" for key in keys
-            if isinstance(run.get(key), int) and run[key] < 1]
-
 
 def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: list[str],
                      samples: Mapping[str, Any]) -> list[float]:

@@ -8,9 +8,10 @@ from typing import Any, Iterator, List, Mapping, Optional
 import torch
 
 from lavis.common.registry import registry
+from lavis.common.schema import at_least_one
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              positive_problems, repeat_rows, reward_functions, reward_problems,
+                                              repeat_rows, reward_functions, reward_problems,
                                               sampled_rewards, unwrap, weighted_rewards)
 
 
@@ -124,7 +125,7 @@ class GrpoTask(PostTrainingTask):
         problems += reward_problems(names, get("reward_weights", None))
         if isinstance(get("num_generations", 4), int) and get("num_generations", 4) < 2:
             problems.append(f"run.num_generations: must be at least 2 (a group), got {get('num_generations')}")
-        problems += positive_problems(run, "eval_samples", "num_iterations")
+        problems += at_least_one(run, "eval_samples", "num_iterations")
         return problems
 
     def build_model(self, cfg: Any) -> Any:

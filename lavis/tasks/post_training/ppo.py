@@ -11,9 +11,10 @@ import torch
 
 from lavis.common.errors import ConfigError
 from lavis.common.registry import registry
+from lavis.common.schema import at_least_one
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import (FrozenReference, PostTrainingRun, PostTrainingTask, completion_batch,
-                                              positive_problems, reward_functions, reward_problems, sampled_rewards,
+                                              reward_functions, reward_problems, sampled_rewards,
                                               unwrap, weighted_rewards, with_reply)
 
 
@@ -168,7 +169,7 @@ class PpoTask(PostTrainingTask):
         if rm is not None and not ({"arch", "model_type"} <= set(rm) and rm.get("value_head")):
             problems.append("run.reward_model: a model block with arch, model_type and value_head: true (and "
                             "finetuned: the reward_model run's checkpoint)")
-        problems += positive_problems(run, "ppo_epochs", "num_mini_batches", "eval_samples")
+        problems += at_least_one(run, "ppo_epochs", "num_mini_batches", "eval_samples")
         m, b = get("num_mini_batches", 1), get("batch_size_train", None)
         if isinstance(m, int) and isinstance(b, int) and m > b:
             problems.append(f"run.num_mini_batches: {m} mini-batches of a rollout of run.batch_size_train={b} prompts "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from lavis.common.registry import registry
+from lavis.common.schema import at_least_one
 from lavis.models.base_model import ModelOutput
 from lavis.tasks.post_training.common import PostTrainingTask
 
@@ -27,8 +28,7 @@ class SftTask(PostTrainingTask):
 
     @classmethod
     def validate_run(cls, run: Mapping[str, Any]) -> list[str]:
-        n = run.get("max_new_tokens", 8)
-        return [f"run.max_new_tokens: must be at least 1, got {n}"] if isinstance(n, int) and n < 1 else []
+        return at_least_one(run, "max_new_tokens")
 
     def train_step(self, model: Any, samples: dict[str, Any]) -> ModelOutput:
         if "conversations" not in samples:
