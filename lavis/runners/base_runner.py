@@ -354,7 +354,7 @@ class TrainRunnerBase(BaseRunner):
             loss_sum += loss.detach().float()
             for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
                 extras_sum[name] = extras_sum.get(name, 0) + value
-        n_samples = updates.take_new_samples()
+        n_samples = updates.samples_per_update()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         gnorm: torch.Tensor | None = None
         bad_grad = torch.zeros((), device=self.device)
@@ -402,7 +402,7 @@ class TrainRunnerBase(BaseRunner):
                               nonfinite_advice(self.loss_watch, self.output_dir, run.init_lr))
 
     def _log_step(
-        self, loss: float, lr: float, grad_norm: float | None, samples: int, extras: Mapping[str, float]
+        self, loss: float, lr: float, grad_norm: float | None, samples: float, extras: Mapping[str, float]
     ) -> None:
         run, st = self.run_cfg, self.state
         self.throughput.samples += samples

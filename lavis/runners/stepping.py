@@ -100,13 +100,13 @@ class BatchUpdates:
         self.task, self.model, self.fetch, self.updates = task, model, fetch, updates
         self.device, self.pin = device, pin
         self.streams: list[Iterator[Any]] = []
-        self.new_samples = 0  # samples fetched since the last take_new_samples()
+        self.fetched = 0  # samples of the micro-batches fetched so far
 
     def output(self, j: int) -> Any:
         """The next output of micro-batch ``j`` (fetching it at the first update)."""
         if j == len(self.streams):
             samples = self.fetch()
-            self.new_samples += batch_size_of(samples)
+            self.fetched += batch_size_of(samples)
             samples = move_to_device(samples, self.device, non_blocking=self.pin)
             self.streams.append(iter(self.task.train_updates(self.model, samples)))
         try:
@@ -114,9 +114,11 @@ class BatchUpdates:
         except StopIteration:
             raise TrainingError(self._count_error("fewer")) from None
 
-    def take_new_samples(self) -> int:
-        n, self.new_samples = self.new_samples, 0
-        return n
+    def samples_per_update(self) -> float:
+        """This group's samples shared evenly over its updates (asked after an update, when every
+        micro-batch of the group has been fetched), so that throughput counts each sample once
+        and every logged window of steps, even one inside a batch, gets its share."""
+        return self.fetched / self.updates
 
     def finish(self, made: int) -> None:
         """Close the streams after ``made`` updates; an error if a full group's streams are not exhausted."""
@@ -141,7 +143,7 @@ class Throughput:
         self.restart()
 
     def restart(self) -> None:
-        self.start, self.samples = time.perf_counter(), 0
+        self.start, self.samples = time.perf_counter(), 0.0
 
     def rates(self, steps: int) -> dict[str, float]:
         """``samples_per_s`` and ``s_per_step`` over the last ``steps`` steps; restarts the count."""

@@ -58,6 +58,11 @@ def test_each_batch_gets_three_steps_each_seeing_the_last_ones_weights(tmp_path)
     # the schedule spans the 15 steps: warm-up, then cosine down to min_lr at the last one
     lrs = [e["values"]["lr"] for e in read_metrics(tmp_path) if e["split"] == "train"]
     assert lrs[2] == pytest.approx(1e-2) and lrs[-1] < lrs[-2] < lrs[2]
+    # throughput: each of a batch's three steps is credited a third of its 8 samples (logged at
+    # every step here), so no step reads 0 and the 40 samples are counted once
+    train = [e["values"] for e in read_metrics(tmp_path) if e["split"] == "train"]
+    counted = [v["samples_per_s"] * v["s_per_step"] for v in train]
+    assert all(c == pytest.approx(8 / 3) for c in counted) and sum(counted) == pytest.approx(40)
 
 
 def test_runner_iter_stops_a_batch_s_steps_at_the_end_of_an_inner_epoch(tmp_path):
