@@ -3,7 +3,8 @@
 
 The model is built through ``BlipCaption.from_config``, so it gets this library's defaults
 (SDPA attention); training uses the runner's optimizer (``build_optimizer``: fused AdamW), its
-precision (``--precision bf16``: bf16 autocast, fp32 weights) and its per-step gradient norm.
+precision (``--precision bf16``: bf16 autocast, fp32 weights), its per-step gradient norm and its
+malloc settings on a CPU (``run.reuse_cpu_memory``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
     autocast = resolve_precision("bf16" if args.precision == "bf16" else "none", torch.device("cpu")).autocast
     extra: dict[str, Any] = {}
     if args.bench == "train":
+        from lavis.common.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # what the runner does when it trains on a CPU (run.reuse_cpu_memory)
         model = build(size, args.vocab, size["image_size"])
         if args.compile:  # what run.compile does: the training view of the model through torch.compile
             model.compile()

@@ -55,6 +55,7 @@ class RunConfig:
     amp: str = _sensitive("auto")  # auto (bf16 where supported, else fp32) | none (fp32) | bf16 | fp16 (GPU only)
     dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    reuse_cpu_memory: bool = True  # on a CPU: glibc's malloc keeps freed memory for the next step (lavis/common/allocator.py)
     compile: bool = False  # torch.compile the training steps (off: not faster end to end on CPU, benchmarks/README.md)
     find_unused_parameters: bool = False  # DDP: set when some parameters get no gradient in a step
     distributed_strategy: str = "ddp"  # with several ranks: ddp (replicas) | fsdp (fully_shard; lavis/runners/fsdp.py)
