@@ -364,8 +364,23 @@ def fetch_file(source: WeightSource) -> Path:
     """A local-path source: the path, which must exist."""
     path = Path(source.location).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"the {source.role} checkpoint {path} does not exist")
+        raise CheckpointError(f"the {source.role} checkpoint {path} does not exist{_siblings_hint(path)}")
     return path
+
+
+def _siblings_hint(path: Path) -> str:
+    """What checkpoints the missing file's folder does hold (a run's output folder, say)."""
+    try:
+        found = sorted(p.name for p in path.parent.iterdir()
+                       if p.is_file() and p.suffix in (".pth", ".pt", ".safetensors", ".bin"))
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    hint = f"; {path.parent} has {', '.join(found[:6])}{' ...' if len(found) > 6 else ''}"
+    if path.name == "checkpoint_best.pth":
+        hint += " (a run without run.valid_splits writes no checkpoint_best.pth: name another one)"
+    return hint
 
 
 def _first_sentence(error: BaseException) -> str:
