@@ -8,6 +8,7 @@ local file), and the ``python -m lavis.zoo`` commands.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,8 @@ from lavis.zoo.entries import (
     get_entry,
     is_url,
 )
+
+log = logging.getLogger(__name__)
 
 
 def url_command(url: str) -> str:
@@ -88,6 +91,10 @@ def resolve_config_weights(model_cfg: Mapping[str, Any], owner: str) -> Path | N
     """
     from lavis.zoo.fetch import fetch
 
+    if model_cfg.get("finetuned") and not model_cfg.get("load_finetuned"):
+        # no model type's defaults do this: it is a config or --options that forgot the switch
+        log.warning("model.finetuned is set (%s) but model.load_finetuned is false, so those weights are "
+                    "not loaded; set model.load_finetuned=true to load them", model_cfg.get("finetuned"))
     sources = default_sources(model_cfg)
     if not sources:
         return None
