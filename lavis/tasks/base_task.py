@@ -48,6 +48,9 @@ class BaseTask:
 
     # -- building -------------------------------------------------------------------------------
     def build_model(self, cfg: "Config") -> "BaseModel":
+        from lavis.zoo.resolve import warn_unloaded_finetuned
+
+        warn_unloaded_finetuned(cfg.model)
         model_cls = registry.get_model_class(cfg.model.arch)
         return model_cls.from_config(cfg.model)
 

@@ -82,6 +82,18 @@ def download(
     return path
 
 
+def warn_unloaded_finetuned(model_cfg: Mapping[str, Any]) -> bool:
+    """Warn (and return True) when a run's ``model`` block names ``finetuned`` weights but does not
+    load them (``load_finetuned`` false): no model type's defaults do that, so a config or an
+    ``--options`` override forgot the switch. (Internal loads, such as the zoo fetching a type's
+    pre-trained weights, turn ``load_finetuned`` off on purpose and do not come through here.)"""
+    if model_cfg.get("finetuned") and not model_cfg.get("load_finetuned"):
+        log.warning("model.finetuned is set (%s) but model.load_finetuned is false, so those weights are "
+                    "not loaded; set model.load_finetuned=true to load them", model_cfg.get("finetuned"))
+        return True
+    return False
+
+
 def resolve_config_weights(model_cfg: Mapping[str, Any], owner: str) -> Path | None:
     """The local file of the weights a ``model`` config block loads (downloaded if needed).
 
@@ -91,10 +103,6 @@ def resolve_config_weights(model_cfg: Mapping[str, Any], owner: str) -> Path | N
     """
     from lavis.zoo.fetch import fetch
 
-    if model_cfg.get("finetuned") and not model_cfg.get("load_finetuned"):
-        # no model type's defaults do this: it is a config or --options that forgot the switch
-        log.warning("model.finetuned is set (%s) but model.load_finetuned is false, so those weights are "
-                    "not loaded; set model.load_finetuned=true to load them", model_cfg.get("finetuned"))
     sources = default_sources(model_cfg)
     if not sources:
         return None

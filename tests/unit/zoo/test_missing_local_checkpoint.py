@@ -27,13 +27,36 @@ def test_a_missing_file_in_a_folder_without_checkpoints_says_only_that(tmp_path)
 
 
 def test_finetuned_without_load_finetuned_is_warned_about(tmp_path, caplog):
-    from lavis.zoo.resolve import resolve_config_weights
+    from lavis.zoo.resolve import warn_unloaded_finetuned
 
     weights = tmp_path / "checkpoint_best.pth"
     with caplog.at_level("WARNING", logger="lavis.zoo.resolve"):
-        assert resolve_config_weights({"finetuned": str(weights), "load_finetuned": False}, "m") is None
+        assert warn_unloaded_finetuned({"finetuned": str(weights), "load_finetuned": False})
+        assert not warn_unloaded_finetuned({"finetuned": str(weights), "load_finetuned": True})
+        assert not warn_unloaded_finetuned({"load_finetuned": False})
+    assert caplog.text.count("model.load_finetuned is false") == 1
     assert f"model.finetuned is set ({weights}) but model.load_finetuned is false" in caplog.text
     assert "set model.load_finetuned=true" in caplog.text
+
+
+def test_a_run_s_model_is_checked_when_the_task_builds_it(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from lavis.tasks.base_task import BaseTask
+
+    seen = []
+
+    class Built:
+        @classmethod
+        def from_config(cls, model_cfg):
+            seen.append("built")
+            return cls()
+
+    monkeypatch.setattr("lavis.zoo.resolve.warn_unloaded_finetuned", lambda m: seen.append(m["finetuned"]))
+    monkeypatch.setattr("lavis.tasks.base_task.registry.get_model_class", lambda arch: Built)
+    cfg = OmegaConf.create({"model": {"arch": "blip_caption", "model_type": "tiny", "finetuned": "x.pth"}})
+    assert isinstance(BaseTask.__new__(BaseTask).build_model(cfg), Built)
+    assert seen == ["x.pth", "built"]  # checked before the model is built
 
 
 def test_no_model_type_s_defaults_set_finetuned_without_loading_it():
