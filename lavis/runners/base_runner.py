@@ -358,7 +358,8 @@ class TrainRunnerBase(BaseRunner):
             for name, value in self.extras.collect(out, self.device, type(self.task).__name__).items():
                 extras_sum[name] = extras_sum.get(name, 0) + value
         n_samples = updates.samples_per_update()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        grads = [g for p in params if (g := p.grad) is not None]
         gnorm: torch.Tensor | None = None
         bad_grad = torch.zeros((), device=self.device)
         if self.scaler is None and grads:  # the scaler finds inf gradients itself
@@ -381,7 +382,7 @@ class TrainRunnerBase(BaseRunner):
                 return mean_loss
             self._raise_nonfinite(what, bad_value, step)
         lr = self.optimizer.param_groups[0]["lr"]
-        grad_norm = clip_and_step(self.model, self.optimizer, self.scaler, run.max_grad_norm, gnorm)
+        grad_norm = clip_and_step(params, self.optimizer, self.scaler, run.max_grad_norm, gnorm)
         assert self.lr_scheduler is not None
         self.lr_scheduler.step()
         st.global_step = step

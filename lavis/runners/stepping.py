@@ -182,20 +182,20 @@ def clip_with_norm(grads: list[torch.Tensor], max_norm: float, norm: torch.Tenso
     torch._foreach_mul_(grads, coef.to(grads[0].device))
 
 
-def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any,
+def clip_and_step(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer, scaler: Any,
                   max_grad_norm: float | None, norm: torch.Tensor | None) -> float | None:
-    """Clip the gradients to ``max_grad_norm`` (``norm``: their total norm, computed when there is
-    no gradient scaler), take the optimizer step (through ``scaler`` under fp16) and zero the
-    gradients. Returns the norm before clipping, or ``None`` without clipping."""
+    """Clip the gradients of ``params`` (the parameters that have one) to ``max_grad_norm``
+    (``norm``: their total norm, computed when there is no gradient scaler), take the optimizer step
+    (through ``scaler`` under fp16) and zero the gradients. Returns the norm before clipping, or
+    ``None`` without clipping."""
     grad_norm = None
     if scaler is not None:
         scaler.unscale_(optimizer)
         if max_grad_norm is not None:
-            params = [p for p in model.parameters() if p.grad is not None]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm).item())
     elif max_grad_norm is not None and norm is not None:
         grad_norm = float(norm.item())
-        clip_with_norm([p.grad for p in model.parameters() if p.grad is not None], max_grad_norm, norm)
+        clip_with_norm([g for p in params if (g := p.grad) is not None], max_grad_norm, norm)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()

@@ -233,17 +233,19 @@ def fetch_hub_folder(source: WeightSource, *, hint: str, force: bool = False) ->
     if names is None:
         raise WeightsUnavailableError(f"the Hub repo {source.location} ({where}) has no {HUB_INDEX} or model.safetensors "
                                       "with all its files: is it a checkpoint in transformers' layout?")
-    try:
+
+    def check_all(folder: Path) -> Path:
         for name in names:
             check_hub_file(folder / name, source, name, hint_fix(hint))
+        return folder
+
+    try:
+        return check_all(folder)
     except WeightsIntegrityError as e:
         if offline or force:  # offline (name the command), or it was just downloaded afresh
             raise
         log.warning("%s; downloading %s again", _first_sentence(e), source.location)
-        folder = _snapshot(source, hint, where, offline, force=True)
-        for name in names:
-            check_hub_file(folder / name, source, name, hint_fix(hint))
-    return folder
+        return check_all(_snapshot(source, hint, where, offline, force=True))
 
 
 def _snapshot(source: WeightSource, hint: str, where: str, offline: bool, force: bool) -> Path:

@@ -94,7 +94,6 @@ def reward_problems(names: Sequence[str], weights: Sequence[float] | None) -> li
     return problems
 
 
-
 def weighted_rewards(fns: Sequence[Any], weights: Sequence[float], completions: list[str],
                      samples: Mapping[str, Any]) -> list[float]:
     """The weighted sum of registered reward functions of each completion (sample columns are
@@ -252,7 +251,8 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     if not results:
         raise ValueError("no evaluation results: the split is empty")
     metrics: dict[str, float] = {}
-    for name, key in (("answer_accuracy", "correct"), ("preference_accuracy", "prefers_chosen")):
+    for name, key, prefix in (("answer_accuracy", "correct", "accuracy"),
+                              ("preference_accuracy", "prefers_chosen", "preference_accuracy")):
         scored = [r for r in results if key in r]
         if scored:
             metrics[name] = sum(r[key] for r in scored) / len(scored)
@@ -260,7 +260,6 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         for r in scored:
             if "question_type" in r:
                 by_type.setdefault(str(r["question_type"]), []).append(r[key])
-        prefix = "accuracy" if key == "correct" else name
         metrics.update({f"{prefix}/{t}": sum(v) / len(v) for t, v in sorted(by_type.items())})
     margins = [r["reward_margin"] for r in results if "reward_margin" in r]
     if margins:

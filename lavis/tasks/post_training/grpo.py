@@ -103,7 +103,7 @@ class GrpoTask(PostTrainingTask):
     penalty to the reference (frozen copy, or LoRA disabled). ``num_iterations`` policy updates
     per sampled batch: at the first the ratio is 1 in value and the clipping matters only for its
     gradient; from the second on the ratio to the sampling policy moves. Evaluation:
-    ``mean_reward`` (``agg_metrics``) of one sampled completion per prompt, and
+    ``mean_reward`` (``agg_metrics``) of ``run.eval_samples`` completions sampled per prompt, and
     ``answer_accuracy`` of greedy answers."""
 
     run_schema = GrpoRunConfig
@@ -141,8 +141,9 @@ class GrpoTask(PostTrainingTask):
 
     @torch.no_grad()
     def valid_step(self, model: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
-        """Greedy answers for ``answer_accuracy``, and the reward of one completion sampled per
-        prompt at ``run.temperature`` for ``mean_reward`` (the expected reward GRPO raises)."""
+        """Greedy answers for ``answer_accuracy``, and the mean reward of ``run.eval_samples``
+        completions sampled per prompt at ``run.temperature`` for ``mean_reward`` (the expected
+        reward GRPO raises)."""
         results = super().valid_step(model, samples)
         return sampled_rewards(self, model, samples, results, float(self.run_cfg.temperature),
                                int(self.run_cfg.eval_samples))

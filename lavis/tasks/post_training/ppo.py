@@ -143,8 +143,8 @@ class PpoTask(PostTrainingTask):
     policy's value head, and minimises :func:`ppo_objective` in ``ppo_epochs`` passes over the
     rollout of ``num_mini_batches`` optimizer updates each (:meth:`train_updates`): from the
     second update on, the ratio to the sampling policy moves and the clips bind. The model needs
-    ``model.value_head: true``. Evaluation as ``grpo``: ``mean_reward`` (``agg_metrics``) of a
-    sampled completion per prompt, and ``answer_accuracy`` of greedy answers."""
+    ``model.value_head: true``. Evaluation as ``grpo``: ``mean_reward`` (``agg_metrics``) of
+    ``run.eval_samples`` sampled completions per prompt, and ``answer_accuracy`` of greedy answers."""
 
     run_schema = PpoRunConfig
     run_cfg: PpoRun
