@@ -9,6 +9,7 @@ from lavis.common.registry import registry
 from lavis.rewards.answers import extract_answer
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_BOX_ONLY = re.compile(r"\s*\[?\s*(?:-?\d+(?:\.\d+)?\s*,?\s*){4}\]?\s*")
 
 
 def parse_box(text: str) -> tuple[float, float, float, float] | None:
@@ -30,13 +31,25 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+#: IoU at which a predicted box counts as a correct answer (the usual referring-expression rule).
+CORRECT_IOU = 0.5
+
+
+def answer_iou(completion: str, reference: Any) -> float | None:
+    """IoU of the box in ``completion`` (inside ``<answer>`` tags if present) with the reference
+    box (a ``[x1, y1, x2, y2]`` list, or text that is four numbers and nothing else); 0.0 when the
+    completion holds no valid box, ``None`` when the reference is not a box (a word answer, or a
+    sentence that happens to hold four numbers)."""
+    text = reference if isinstance(reference, str) else " ".join(str(v) for v in reference)
+    ref_box = parse_box(text) if _BOX_ONLY.fullmatch(text) else None
+    if ref_box is None:
+        return None
+    box = parse_box(extract_answer(completion))
+    return box_iou(box, ref_box) if box is not None else 0.0
+
+
 @registry.register_reward("iou")
 def iou_reward(completions: Sequence[str], solution: Sequence[Any], **_: Any) -> list[float]:
     """IoU of the box in each completion (inside ``<answer>`` tags if present) with its reference
     box (a ``[x1, y1, x2, y2]`` list or text); 0.0 when the completion holds no valid box."""
-    out = []
-    for completion, ref in zip(completions, solution):
-        box = parse_box(extract_answer(completion))
-        ref_box = parse_box(ref if isinstance(ref, str) else " ".join(str(v) for v in ref))
-        out.append(box_iou(box, ref_box) if box is not None and ref_box is not None else 0.0)
-    return out
+    return [answer_iou(completion, ref) or 0.0 for completion, ref in zip(completions, solution)]

@@ -3,6 +3,9 @@ and prompts with reference solutions (GRPO), made from the shapes VQA questions.
 
 All three read the same generated folder as ``shapes_caption`` (generated on first use) and turn
 each split's ``vqa/<split>.json`` into records of :mod:`lavis.datasets.builders.chat_data`.
+``question_types`` may also name ``locate``: one grounding question per image, made from the
+split's ``scenes/<split>.json`` ("where is the red shape?" -> ``"[x1, y1, x2, y2]"``, the pixel box
+of that shape), scored by IoU (the ``iou`` reward; IoU >= 0.5 counts as correct).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from lavis.common.errors import UnknownNameError
 from lavis.common.registry import registry
 from lavis.datasets.builders.caption_builders import GeneratedShapesBuilder
 from lavis.datasets.builders.chat_data import ChatRecordsDataset, check_records
-from lavis.datasets.synthetic.shapes import ShapesConfig
-from lavis.datasets.synthetic.shapes_text import NUMBER_WORDS, QUESTION_TYPES
+from lavis.datasets.synthetic.shapes import ShapesConfig, question_id
+from lavis.datasets.synthetic.shapes_render import Shape, shape_box
+from lavis.datasets.synthetic.shapes_text import GROUNDING_TYPES, NUMBER_WORDS, QUESTION_TYPES, format_box, locate_question
 from lavis.datasets.torch_datasets.base_dataset import load_annotation_file
+from lavis.rewards.iou import box_iou
 
 
 @dataclass
@@ -36,7 +41,8 @@ class ShapesChatBuildInfo:
     storage: str  # folder of the generated shapes data; relative paths lie under the cache root
     generator: ShapesConfig = field(default_factory=ShapesConfig)
     annotations: Dict[str, VqaSplit] = field(default_factory=dict)
-    # question types to keep (count, color, shape, exists); all when empty
+    # question types to keep (count, color, shape, exists, and locate: grounding); the four VQA
+    # types when empty
     question_types: List[str] = field(default_factory=list)
     # at most this many records per split (the first ones); all when unset
     max_records: Optional[int] = None
@@ -53,6 +59,22 @@ def wrong_answer(qtype: str, answer: str, gen: ShapesConfig, key: int) -> str:
     return options[key % len(options)]
 
 
+def wrong_box(objects: list[dict[str, Any]], answer: str, image_size: int) -> str:
+    """A wrong box for a ``locate`` question: the box of another shape of the scene or, with one
+    shape, whichever of the box mirrored left-right, mirrored top-bottom or moved sideways by its
+    width overlaps the right box least."""
+    boxes = [format_box(shape_box(o["kind"], *o["center"], o["radius"], image_size)) for o in objects]
+    others = [b for b in boxes if b != answer]
+    if others:
+        return others[0]
+    x1, y1, x2, y2 = (int(v) for v in answer.strip("[]").split(","))
+    last, w = image_size - 1, x2 - x1
+    shift = w + 1 if x2 + w + 1 <= last else -(w + 1)
+    candidates = [(last - x2, y1, last - x1, y2), (x1, last - y2, x2, last - y1),
+                  (max(0, x1 + shift), y1, min(last, x2 + shift), y2)]
+    return format_box(min(candidates, key=lambda b: box_iou(b, (x1, y1, x2, y2))))
+
+
 def user_turn(question: str) -> dict[str, str]:
     return {"from": "human", "value": f"<image>\n{question}"}
 
@@ -67,23 +89,44 @@ class _ShapesChatBuilder(GeneratedShapesBuilder):
     def check_build_info(cls, build_info: Mapping[str, Any], dotted: str) -> list[str]:
         problems = super().check_build_info(build_info, dotted)
         for q in build_info.get("question_types") or []:
-            if q not in QUESTION_TYPES:
-                problems.append(f"{dotted}.question_types: {q!r} is not one of {', '.join(QUESTION_TYPES)}")
+            if q not in QUESTION_TYPES + GROUNDING_TYPES:
+                problems.append(f"{dotted}.question_types: {q!r} is not one of "
+                                f"{', '.join(QUESTION_TYPES + GROUNDING_TYPES)}")
         if build_info.get("max_records") is not None and build_info["max_records"] < 1:
             problems.append(f"{dotted}.max_records: must be at least 1, got {build_info['max_records']}")
         return problems
 
     def questions(self, split: str) -> list[dict[str, Any]]:
-        """The split's VQA entries, filtered by ``question_types`` and cut to ``max_records``."""
+        """The split's VQA entries (and ``locate`` questions when asked for), filtered by
+        ``question_types``, in image order and cut to ``max_records``."""
         annotations = self.config.build_info.get("annotations") or {}
         if split not in annotations:
             raise UnknownNameError(f"split of {type(self).__name__}", split, list(annotations))
-        entries = load_annotation_file(self.storage / str(annotations[split].storage))
         keep = list(self.config.build_info.get("question_types") or [])
-        if keep:
-            entries = [e for e in entries if e["question_type"] in keep]
+        entries = []
+        if not keep or set(keep) & set(QUESTION_TYPES):
+            entries = load_annotation_file(self.storage / str(annotations[split].storage))
+            entries = [e for e in entries if e["question_type"] in (keep or QUESTION_TYPES)]
+        if "locate" in keep:  # question ids follow the VQA ones of the same image (k = 4)
+            entries = sorted(entries + self.locate_questions(split), key=lambda e: e["question_id"])
         limit = self.config.build_info.get("max_records")
         return entries[:limit] if limit else entries
+
+    def locate_questions(self, split: str) -> list[dict[str, Any]]:
+        """One grounding question per image of ``scenes/<split>.json``, about one of its shapes
+        (picked by a hash of the image id), in the VQA entries' layout."""
+        scenes = load_annotation_file(self.storage / "scenes" / f"{split}.json")
+        out = []
+        for scene in scenes:
+            objects = scene["objects"]
+            obj = objects[zlib.crc32(scene["image_id"].encode()) % len(objects)]
+            shape = Shape(obj["kind"], obj["color"], obj["size"], *obj["center"], obj["radius"])
+            qtype, question, answer = locate_question(shape, int(scene["width"]))
+            index = int(scene["image_id"].rsplit("_", 1)[1])
+            out.append({"question_id": question_id(split, index, 4), "image": scene["image"],
+                        "image_id": scene["image_id"], "question": question, "question_type": qtype,
+                        "answer": [answer], "objects": objects, "width": int(scene["width"])})
+        return out
 
     def records(self, split: str) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -121,9 +164,10 @@ class ShapesVqaPreferenceBuilder(_ShapesChatBuilder):
         for q in self.questions(split):
             answer = q["answer"][0]
             key = zlib.crc32(str(q["question_id"]).encode())
+            rejected = (wrong_box(q["objects"], answer, q["width"]) if q["question_type"] == "locate"
+                        else wrong_answer(q["question_type"], answer, gen, key))
             out.append({"id": q["question_id"], "image": q["image"], "question_type": q["question_type"],
-                        "prompt": [user_turn(q["question"])], "chosen": answer,
-                        "rejected": wrong_answer(q["question_type"], answer, gen, key)})
+                        "prompt": [user_turn(q["question"])], "chosen": answer, "rejected": rejected})
         return out
 
 

@@ -160,6 +160,11 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODE[split], index])
 
 
+def question_id(split: str, index: int, k: int) -> int:
+    """Id of question ``k`` (0-9) of image ``index`` of ``split``: unique across the three splits."""
+    return _SPLIT_CODE[split] * 10**8 + index * 10 + k
+
+
 def coco_image_id(image_id: str) -> int:
     """The integer COCO id of a string image id: its trailing digits (``"val_000042"`` -> 42)."""
     m = re.search(r"(\d+)$", image_id)
@@ -203,7 +208,7 @@ def _write_split(root: Path, cfg: ShapesConfig, split: str, sampler: SceneSample
         retrieval.append({"image": rel, "caption": caps, "image_id": image_id})
         scenes.append({"image": rel, "image_id": image_id, **scene.to_dict()})
         for k, (qtype, question, answer) in enumerate(scene_questions(scene, rng, cfg.kinds)):
-            qid = _SPLIT_CODE[split] * 10**8 + i * 10 + k
+            qid = question_id(split, i, k)
             vqa.append({"question_id": qid, "image": rel, "image_id": image_id, "question": question,
                         "question_type": qtype, "answer": [answer] * _VQA_ANSWERS})
             vqa_questions.append({"image_id": i, "question": question, "question_id": qid})

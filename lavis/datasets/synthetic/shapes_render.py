@@ -189,6 +189,20 @@ def shape_polygon(kind: str, cx: float, cy: float, r: float) -> list[tuple[float
     raise ValueError(f"unknown shape kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
+def shape_box(kind: str, cx: float, cy: float, r: float, image_size: int) -> tuple[int, int, int, int]:
+    """The pixel box ``(x1, y1, x2, y2)`` around the shape :func:`render_scene` draws: the extent
+    of its polygon (or ellipse), widened to whole pixels and kept inside the image."""
+    poly = shape_polygon(kind, cx, cy, r)
+    if poly is None:
+        half_h = r if kind == "circle" else 0.55 * r
+        xs, ys = [cx - r, cx + r], [cy - half_h, cy + half_h]
+    else:
+        xs, ys = [x for x, _ in poly], [y for _, y in poly]
+    last = image_size - 1
+    return (max(0, math.floor(min(xs))), max(0, math.floor(min(ys))),
+            min(last, math.ceil(max(xs))), min(last, math.ceil(max(ys))))
+
+
 def render_scene(scene: Scene, background: str, rng: np.random.Generator) -> Image.Image:
     """The RGB image (``image_size`` x ``image_size``) of ``scene``.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lavis.datasets.synthetic.shapes_render import Scene, Shape
+from lavis.datasets.synthetic.shapes_render import Scene, Shape, shape_box
 
 #: The only words captions may use (a tiny tokenizer's vocabulary is built from them).
 CAPTION_WORDS: frozenset[str] = frozenset(
@@ -37,6 +37,9 @@ QA_EXTRA_WORDS: frozenset[str] = frozenset("what color how many yes no".split())
 NUMBER_WORDS = ("zero", "one", "two", "three")
 MAX_CAPTIONS = 5
 QUESTION_TYPES = ("count", "color", "shape", "exists")
+#: Grounding questions ("where is the red shape?" -> "[x1, y1, x2, y2]"); made by the post-training
+#: builders from a folder's scene files, not part of the generated VQA files.
+GROUNDING_TYPES = ("locate",)
 
 
 def article(word: str) -> str:
@@ -133,3 +136,15 @@ def scene_questions(scene: Scene, rng: np.random.Generator, kinds: tuple[str, ..
         kind, answer = present[int(rng.integers(len(present)))], "yes"
     out.append(("exists", f"is there {article(kind)} {kind}?", answer))
     return out
+
+
+def format_box(box: tuple[int, int, int, int] | list[int]) -> str:
+    """``"[x1, y1, x2, y2]"``: how grounding answers write a pixel box."""
+    return "[" + ", ".join(str(int(v)) for v in box) + "]"
+
+
+def locate_question(shape: Shape, image_size: int) -> tuple[str, str, str]:
+    """The grounding triple of one shape: ``("locate", "where is the red shape?", "[x1, y1, x2, y2]")``
+    with the pixel box of the drawn shape (colours are unique within a scene)."""
+    box = shape_box(shape.kind, shape.cx, shape.cy, shape.radius, image_size)
+    return "locate", f"where is the {shape.color} shape?", format_box(box)

@@ -16,6 +16,7 @@ from lavis.common import dist
 from lavis.common.registry import registry
 from lavis.common.run_schema import RunConfig
 from lavis.rewards.answers import answer_matches
+from lavis.rewards.iou import CORRECT_IOU, answer_iou
 from lavis.tasks.base_task import BaseTask
 
 if TYPE_CHECKING:
@@ -209,8 +210,11 @@ class PostTrainingTask(BaseTask):
         results = []
         for i, answer in enumerate(answers):
             ref = reference_of(samples, i)
+            iou = answer_iou(answer, ref) if ref is not None else None
             r = {"id": samples["id"][i], "prediction": answer, "reference": ref,
-                 "correct": bool(ref is not None and answer_matches(answer, ref))}
+                 "correct": bool(ref is not None and answer_matches(answer, ref)) if iou is None else iou >= CORRECT_IOU}
+            if iou is not None:
+                r["iou"] = iou
             if samples.get("question_type") is not None:
                 r["question_type"] = samples["question_type"][i]
             results.append(r)
@@ -245,9 +249,10 @@ class PostTrainingTask(BaseTask):
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """``answer_accuracy`` and ``accuracy/<question_type>`` (results with generated answers),
-    ``preference_accuracy`` and ``preference_accuracy/<question_type>`` (pairs), ``mean_margin``
-    (a reward model's) and ``mean_reward``, each where the results have what it needs."""
+    """``answer_accuracy`` and ``accuracy/<question_type>`` (results with generated answers; a box
+    answer is correct at IoU >= 0.5), ``preference_accuracy`` and ``preference_accuracy/<question_type>``
+    (pairs), ``mean_margin`` (a reward model's), ``mean_reward`` and ``mean_iou`` (box answers),
+    each where the results have what it needs."""
     if not results:
         raise ValueError("no evaluation results: the split is empty")
     metrics: dict[str, float] = {}
@@ -264,7 +269,8 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     margins = [r["reward_margin"] for r in results if "reward_margin" in r]
     if margins:
         metrics["mean_margin"] = sum(margins) / len(margins)
-    rewards = [r["reward"] for r in results if "reward" in r]
-    if rewards:
-        metrics["mean_reward"] = sum(rewards) / len(rewards)
+    for name, key in (("mean_reward", "reward"), ("mean_iou", "iou")):
+        values = [r[key] for r in results if key in r]
+        if values:
+            metrics[name] = sum(values) / len(values)
     return metrics

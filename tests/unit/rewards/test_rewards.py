@@ -30,3 +30,13 @@ def test_iou_reward():
     got = iou(["[0, 0, 10, 10]", "<answer> 5 0 15 10 </answer>", "no box", "[10, 10, 5, 5]"],
               [[0, 0, 10, 10], "[0, 0, 10, 10]", [0, 0, 1, 1], [0, 0, 10, 10]])
     assert got == pytest.approx([1.0, 50 / 150, 0.0, 0.0])
+
+
+def test_answer_iou_treats_only_a_bare_box_as_a_box_reference():
+    from lavis.rewards.iou import answer_iou
+
+    assert answer_iou("[ 0 , 0 , 10 , 10 ]", "[0, 0, 10, 10]") == 1.0
+    assert answer_iou("<answer>[0, 0, 10, 5]</answer>", [0, 0, 10, 10]) == 0.5
+    assert answer_iou("red", "[0, 0, 10, 10]") == 0.0  # a box was asked for
+    assert answer_iou("red", "red") is None  # a word answer
+    assert answer_iou("1990", "the years 1990, 1995, 2000 and 2005") is None  # four numbers in a sentence

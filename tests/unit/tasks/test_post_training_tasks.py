@@ -68,6 +68,21 @@ def test_sft_evaluation_scores_generated_answers(tmp_path):
     assert [r["id"] for r in saved["results"]] == [1, 2, 3] and saved["metrics"]["answer_accuracy"] == metrics["answer_accuracy"]
 
 
+def test_box_answers_are_scored_by_iou(tmp_path):
+    task = SftTask(SftRunConfig(max_new_tokens=12))
+    task.result_dir = tmp_path
+    batch = chat_batch()
+    batch["answer"] = ["[0, 0, 10, 10]", "[0, 0, 10, 10]", "no"]
+    batch["question_type"] = ["locate", "locate", "exists"]
+    # IoU 0.5 (correct: the usual referring-expression rule), IoU 0.25, and a word answer
+    results = task.valid_step(StubVLM(["[ 0 , 0 , 10 , 5 ]", "[0, 0, 5, 5]", "no"]), batch)
+    assert [r["correct"] for r in results] == [True, False, True]
+    assert [r.get("iou") for r in results] == [0.5, 0.25, None]
+    metrics = task.after_evaluation(results, "val", 0, None)
+    assert metrics["mean_iou"] == pytest.approx(0.375) and metrics["accuracy/locate"] == 0.5
+    assert "mean_iou" not in summarize([results[2]])
+
+
 def test_sft_refuses_a_batch_without_conversations():
     with pytest.raises(KeyError, match="sft needs conversation records"):
         SftTask(SftRunConfig()).train_step(StubVLM([]), {"prompt": []})
