@@ -81,3 +81,19 @@ def test_value_head_starts_fresh_from_a_checkpoint_without_one_and_loads_its_own
     again = cls.from_pretrained("tiny", value_head=True)
     again.load_checkpoint(tmp_path / "rm.safetensors")
     assert torch.equal(again.value_head.weight, rm.value_head.weight)
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl"])
+def test_tiny_qwen_image_tokens_can_tell_left_from_right(name):
+    """M-RoPE gives an image token's width position the slowest frequency pairs; in the tiny types
+    they must still turn measurably across the image, or grounding cannot be learned."""
+    m = load_model(name, "tiny")
+    text = m.hf_model.config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    inv_freq = text.rope_parameters["rope_theta"] ** (-torch.arange(0, head_dim, 2).double() / head_dim)
+    t, h, w = text.rope_parameters["mrope_section"]
+    width_freqs = inv_freq[t + h:t + h + w]
+    vision = m.hf_model.config.vision_config
+    tokens_wide = 64 // vision.patch_size // vision.spatial_merge_size  # the tiny processor's 64 px images
+    assert tokens_wide == 4
+    assert float(width_freqs.min()) * (tokens_wide - 1) > 0.3  # radians from the left to the right token
