@@ -55,17 +55,18 @@ def sign_test(up: int, down: int) -> float:
 
 
 def load_results(path: str | Path) -> dict[Any, Mapping[str, Any]]:
-    """The per-item results of a result file, by ``id``; a clear error for anything else."""
+    """The per-item results of a result file, by ``id``; :class:`ValueError` with what is wrong for
+    anything else (a file that cannot be read, is not JSON or has no per-item results)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
-        raise SystemExit(f"{path}: cannot read it ({e.strerror or e}); give a file written by evaluate.py or "
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e}); give a file written by evaluate.py or "
                          "train.py under <output_dir>/result/") from None
     except ValueError as e:
-        raise SystemExit(f"{path}: not JSON ({e})") from None
+        raise ValueError(f"{path}: not JSON ({e})") from None
     results = data.get("results") if isinstance(data, Mapping) else None
     if not isinstance(results, list) or not all(isinstance(r, Mapping) and "id" in r for r in results):
-        raise SystemExit(f"{path}: no per-item results (a list of records with an 'id' under 'results'); "
+        raise ValueError(f"{path}: no per-item results (a list of records with an 'id' under 'results'); "
                          "give a file written by evaluate.py or train.py under <output_dir>/result/")
     return {r["id"]: r for r in results}
 
@@ -109,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("after", help="result file of the second evaluation, same split")
     p.add_argument("--by", default=None, help="also compare per value of this field (e.g. question_type)")
     args = p.parse_args(argv)
-    before, after = load_results(args.before), load_results(args.after)
+    try:
+        before, after = load_results(args.before), load_results(args.after)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     try:
         changes = compare(before, after, args.by)
     except ValueError as e:

@@ -53,5 +53,7 @@ def test_cli_prints_one_line_per_score_and_says_what_is_wrong(tmp_path, capsys):
     with pytest.raises(SystemExit, match="cannot read it"):
         main([str(tmp_path / "missing.json"), str(b)])
     (tmp_path / "bad.json").write_text(json.dumps({"metrics": {"x": 1}}))
-    with pytest.raises(SystemExit, match="no per-item results"):
+    with pytest.raises(ValueError, match="no per-item results"):  # a library caller can catch it
         load_results(tmp_path / "bad.json")
+    with pytest.raises(SystemExit, match="bad.json: no per-item results"):
+        main([str(tmp_path / "bad.json"), str(b)])
