@@ -63,7 +63,8 @@ def wrong_box(objects: list[dict[str, Any]], answer: str, image_size: int) -> st
     """A wrong box for a ``locate`` question: the box of another shape of the scene or, with one
     shape, whichever of the box mirrored left-right, mirrored top-bottom or moved sideways by its
     width overlaps the right box least."""
-    boxes = [format_box(shape_box(o["kind"], *o["center"], o["radius"], image_size)) for o in objects]
+    boxes = [format_box(shape_box(o["kind"], o["center"][0], o["center"][1], o["radius"], image_size))
+             for o in objects]
     others = [b for b in boxes if b != answer]
     if others:
         return others[0]
@@ -120,7 +121,8 @@ class _ShapesChatBuilder(GeneratedShapesBuilder):
         for scene in scenes:
             objects = scene["objects"]
             obj = objects[zlib.crc32(scene["image_id"].encode()) % len(objects)]
-            shape = Shape(obj["kind"], obj["color"], obj["size"], *obj["center"], obj["radius"])
+            cx, cy = obj["center"]
+            shape = Shape(obj["kind"], obj["color"], obj["size"], int(cx), int(cy), float(obj["radius"]))
             qtype, question, answer = locate_question(shape, int(scene["width"]))
             index = int(scene["image_id"].rsplit("_", 1)[1])
             out.append({"question_id": question_id(split, index, 4), "image": scene["image"],
