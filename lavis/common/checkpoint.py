@@ -135,13 +135,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     if is_torchscript_archive(path):  # e.g. OpenAI's CLIP files: read without running the scripted code
         return read_torchscript_state_dict(path)
-    obj = safe_torch_load(path)
+    weights, record = unwrap_state_dict(safe_torch_load(path), path)
+    return RecordedStateDict(weights, record) if record is not None else weights
+
+
+def unwrap_state_dict(obj: Any, path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The state dict in a loaded pickle (``obj["model"]`` in a training checkpoint, else ``obj``
+    itself) and the ``model_record`` stored next to it, if any; :class:`CheckpointError` when it
+    is not a mapping of names to tensors."""
     record = obj.get("model_record") if isinstance(obj, dict) else None
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
-    return RecordedStateDict(obj, record) if isinstance(record, dict) else obj
+    return obj, record if isinstance(record, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------

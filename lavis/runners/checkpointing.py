@@ -33,7 +33,9 @@ from typing import Any
 
 import torch
 
-from lavis.common.checkpoint import RecordedStateDict, atomic_save, load_state_dict_file, safe_torch_load, set_rng_state
+from lavis.common.checkpoint import (
+    RecordedStateDict, atomic_save, load_state_dict_file, safe_torch_load, set_rng_state, unwrap_state_dict,
+)
 from lavis.common.errors import CheckpointError
 from lavis.common.io import fsync_dir
 from lavis.common.run_schema import resume_sensitive_keys
@@ -322,11 +324,8 @@ def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[
         weights = load_state_dict_file(path)
     else:
         obj = safe_torch_load(path)
-        if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-            weights, state, record = obj["model"], obj.get("state"), obj.get("model_record")
-        else:
-            weights = obj
-        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-            raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
+        weights, record = unwrap_state_dict(obj, path)
+        if weights is not obj:  # a training checkpoint: its training state comes with it
+            state = obj.get("state")
     _load_checked(model, weights, record, str(path), "was it written for another model config?")
     return state if isinstance(state, dict) else None
