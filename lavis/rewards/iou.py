@@ -35,21 +35,32 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 CORRECT_IOU = 0.5
 
 
+def _box_text(reference: Any) -> str:
+    return reference if isinstance(reference, str) else " ".join(str(v) for v in reference)
+
+
+def _completion_iou(completion: str, ref_box: Sequence[float]) -> float:
+    box = parse_box(extract_answer(completion))
+    return box_iou(box, ref_box) if box is not None else 0.0
+
+
 def answer_iou(completion: str, reference: Any) -> float | None:
     """IoU of the box in ``completion`` (inside ``<answer>`` tags if present) with the reference
     box (a ``[x1, y1, x2, y2]`` list, or text that is four numbers and nothing else); 0.0 when the
     completion holds no valid box, ``None`` when the reference is not a box (a word answer, or a
-    sentence that happens to hold four numbers)."""
-    text = reference if isinstance(reference, str) else " ".join(str(v) for v in reference)
+    sentence that happens to hold four numbers). For scoring answers of any kind; the ``iou``
+    reward, asked for boxes, reads any reference text with four numbers."""
+    text = _box_text(reference)
     ref_box = parse_box(text) if _BOX_ONLY.fullmatch(text) else None
-    if ref_box is None:
-        return None
-    box = parse_box(extract_answer(completion))
-    return box_iou(box, ref_box) if box is not None else 0.0
+    return _completion_iou(completion, ref_box) if ref_box is not None else None
 
 
 @registry.register_reward("iou")
 def iou_reward(completions: Sequence[str], solution: Sequence[Any], **_: Any) -> list[float]:
     """IoU of the box in each completion (inside ``<answer>`` tags if present) with its reference
     box (a ``[x1, y1, x2, y2]`` list or text); 0.0 when the completion holds no valid box."""
-    return [answer_iou(completion, ref) or 0.0 for completion, ref in zip(completions, solution)]
+    out = []
+    for completion, ref in zip(completions, solution):
+        ref_box = parse_box(_box_text(ref))
+        out.append(_completion_iou(completion, ref_box) if ref_box is not None else 0.0)
+    return out

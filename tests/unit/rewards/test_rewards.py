@@ -40,3 +40,5 @@ def test_answer_iou_treats_only_a_bare_box_as_a_box_reference():
     assert answer_iou("red", "[0, 0, 10, 10]") == 0.0  # a box was asked for
     assert answer_iou("red", "red") is None  # a word answer
     assert answer_iou("1990", "the years 1990, 1995, 2000 and 2005") is None  # four numbers in a sentence
+    # the iou reward is asked for boxes: it reads a reference box written in words too
+    assert registry.get_reward("iou")(["[0, 0, 10, 10]"], ["box 0 0 10 10"]) == [1.0]
