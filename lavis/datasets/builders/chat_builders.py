@@ -21,10 +21,10 @@ from lavis.common.registry import registry
 from lavis.datasets.builders.caption_builders import GeneratedShapesBuilder
 from lavis.datasets.builders.chat_data import ChatRecordsDataset, check_records
 from lavis.datasets.synthetic.shapes import ShapesConfig, question_id
-from lavis.datasets.synthetic.shapes_render import Shape, shape_box
+from lavis.datasets.synthetic.shapes_render import Shape
 from lavis.datasets.synthetic.shapes_text import GROUNDING_TYPES, NUMBER_WORDS, QUESTION_TYPES, format_box, locate_question
 from lavis.datasets.torch_datasets.base_dataset import load_annotation_file
-from lavis.rewards.iou import box_iou
+from lavis.rewards.iou import box_iou, parse_box
 
 
 @dataclass
@@ -63,12 +63,13 @@ def wrong_box(objects: list[dict[str, Any]], answer: str, image_size: int) -> st
     """A wrong box for a ``locate`` question: the box of another shape of the scene or, with one
     shape, whichever of the box mirrored left-right, mirrored top-bottom or moved sideways by its
     width overlaps the right box least."""
-    boxes = [format_box(shape_box(o["kind"], o["center"][0], o["center"][1], o["radius"], image_size))
-             for o in objects]
+    boxes = [format_box(Shape.from_dict(o).box(image_size)) for o in objects]
     others = [b for b in boxes if b != answer]
     if others:
         return others[0]
-    x1, y1, x2, y2 = (int(v) for v in answer.strip("[]").split(","))
+    right = parse_box(answer)
+    assert right is not None, answer  # made by format_box
+    x1, y1, x2, y2 = (int(v) for v in right)
     last, w = image_size - 1, x2 - x1
     shift = w + 1 if x2 + w + 1 <= last else -(w + 1)
     candidates = [(last - x2, y1, last - x1, y2), (x1, last - y2, x2, last - y1),
@@ -121,9 +122,7 @@ class _ShapesChatBuilder(GeneratedShapesBuilder):
         for scene in scenes:
             objects = scene["objects"]
             obj = objects[zlib.crc32(scene["image_id"].encode()) % len(objects)]
-            cx, cy = obj["center"]
-            shape = Shape(obj["kind"], obj["color"], obj["size"], int(cx), int(cy), float(obj["radius"]))
-            qtype, question, answer = locate_question(shape, int(scene["width"]))
+            qtype, question, answer = locate_question(Shape.from_dict(obj), int(scene["width"]))
             index = int(scene["image_id"].rsplit("_", 1)[1])
             out.append({"question_id": question_id(split, index, 4), "image": scene["image"],
                         "image_id": scene["image_id"], "question": question, "question_type": qtype,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -72,6 +73,16 @@ class Shape:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "color": self.color, "size": self.size,
                 "center": [self.cx, self.cy], "radius": round(self.radius, 3)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Shape":
+        """The shape of a scene file's object (:meth:`to_dict`'s output)."""
+        cx, cy = d["center"]
+        return cls(d["kind"], d["color"], d["size"], int(cx), int(cy), float(d["radius"]))
+
+    def box(self, image_size: int) -> tuple[int, int, int, int]:
+        """Its pixel box in an ``image_size`` image (:func:`shape_box`)."""
+        return shape_box(self.kind, self.cx, self.cy, self.radius, image_size)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lavis.datasets.synthetic.shapes_render import Scene, Shape, shape_box
+from lavis.datasets.synthetic.shapes_render import Scene, Shape
 
 #: The only words captions may use (a tiny tokenizer's vocabulary is built from them).
 CAPTION_WORDS: frozenset[str] = frozenset(
@@ -146,5 +146,4 @@ def format_box(box: tuple[int, int, int, int] | list[int]) -> str:
 def locate_question(shape: Shape, image_size: int) -> tuple[str, str, str]:
     """The grounding triple of one shape: ``("locate", "where is the red shape?", "[x1, y1, x2, y2]")``
     with the pixel box of the drawn shape (colours are unique within a scene)."""
-    box = shape_box(shape.kind, shape.cx, shape.cy, shape.radius, image_size)
-    return "locate", f"where is the {shape.color} shape?", format_box(box)
+    return "locate", f"where is the {shape.color} shape?", format_box(shape.box(image_size))

@@ -113,12 +113,13 @@ def test_locate_pairs_reject_a_box_that_misses(root):
     from lavis.datasets.builders.chat_builders import wrong_box
     from lavis.rewards.iou import box_iou, parse_box
 
-    one = [{"kind": "circle", "center": [31, 31], "radius": 6.0}]  # centred: mirroring would not move it
+    one = [{"kind": "circle", "color": "red", "size": "small", "center": [31, 31], "radius": 6.0}]  # centred: mirroring would not move it
     got = parse_box(wrong_box(one, "[25, 25, 37, 37]", 64))
     assert box_iou(got, (25, 25, 37, 37)) == 0.0 and got[2] - got[0] == 12
-    two = one + [{"kind": "square", "center": [10, 50], "radius": 5.0}]
+    two = one + [{"kind": "square", "color": "blue", "size": "small", "center": [10, 50], "radius": 5.0}]
     assert wrong_box(two, "[25, 25, 37, 37]", 64) == "[6, 46, 14, 54]"
-    corner = parse_box(wrong_box([{"kind": "circle", "center": [8, 20], "radius": 5.0}], "[3, 15, 13, 25]", 64))
+    corner = parse_box(wrong_box([{"kind": "circle", "color": "red", "size": "small", "center": [8, 20], "radius": 5.0}],
+                                 "[3, 15, 13, 25]", 64))
     assert corner == (50, 15, 60, 25)  # mirrored left-right
     pairs = build("shapes_vqa_preference", root, question_types=["locate"])["train"]
     for item in (pairs[i] for i in range(len(pairs))):
